@@ -1,0 +1,133 @@
+"""Statistics shared by several layers: connected components, skewness/kurtosis, CALF branch.
+
+This is the one bottom module that losses/, data/ and evaluate/ import (DESIGN.md
+"Layering"); it depends on numpy, scipy-free maths and cc3d only.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+CalfBranch = Literal["fisher", "logit", "arcsine", "log10_bce", "ln_bce", "bce_dice"]
+CALF_BRANCHES: tuple[str, ...] = ("fisher", "logit", "arcsine", "log10_bce", "ln_bce", "bce_dice")
+
+
+def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple[np.ndarray, int]:
+    """Label connected foreground components of a 2D or 3D boolean mask.
+
+    Args:
+        mask: boolean/integer array ``(*S)``, S 2D or 3D; non-zero is foreground.
+        connectivity: 26/18/6 in 3D, 8/4 in 2D; default full (26 or 8).
+
+    Returns:
+        ``(labels, n)``: uint32 array ``(*S)`` with 0 background and 1..n components.
+    """
+    import cc3d
+
+    mask = np.asarray(mask)
+    if mask.ndim not in (2, 3):
+        raise ValueError(f"Expected a 2D or 3D mask but got shape {tuple(mask.shape)}")
+    if connectivity is None:
+        connectivity = 26 if mask.ndim == 3 else 8
+    binary = np.ascontiguousarray(mask != 0, dtype=np.uint8)
+    labels, n = cc3d.connected_components(binary, connectivity=connectivity, return_N=True)
+    return labels.astype(np.uint32, copy=False), int(n)
+
+
+def component_sizes(labels: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Voxel count of each component 1..n of a label map (index 0 = background)."""
+    flat = np.asarray(labels).ravel()
+    minlength = 0 if n is None else n + 1
+    return np.bincount(flat, minlength=minlength)
+
+
+def skewness(values: Sequence[float] | np.ndarray) -> float:
+    """Biased (population) skewness, as ``scipy.stats.skew(bias=True)``; NaN if degenerate."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        return math.nan
+    d = x - x.mean()
+    m2 = float(np.mean(d**2))
+    m3 = float(np.mean(d**3))
+    if _is_zero_variance(m2, float(x.mean())):
+        return math.nan
+    return m3 / m2**1.5
+
+
+def excess_kurtosis(values: Sequence[float] | np.ndarray) -> float:
+    """Biased excess (Fisher) kurtosis, as ``scipy.stats.kurtosis(bias=True)``; NaN if degenerate."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size == 0:
+        return math.nan
+    d = x - x.mean()
+    m2 = float(np.mean(d**2))
+    m4 = float(np.mean(d**4))
+    if _is_zero_variance(m2, float(x.mean())):
+        return math.nan
+    return m4 / m2**2 - 3.0
+
+
+def _is_zero_variance(m2: float, mean: float) -> bool:
+    # scipy's rule: variance within rounding of the mean counts as zero (result NaN)
+    return m2 == 0.0 or m2 <= (np.finfo(np.float64).resolution * 10 * mean) ** 2
+
+
+def calf_branch(s: float, k: float) -> tuple[str, str]:
+    """CALF decision table (METHODS §7, exact branch order of the authors' code).
+
+    Args:
+        s: skewness of the foreground amounts; k: their excess kurtosis.
+
+    Returns:
+        ``(branch, path)``: a name from :data:`CALF_BRANCHES` and the decision in words.
+    """
+    # NaN fails every comparison and lands in the last branch, as in the reference code.
+    if s <= -1:
+        return "fisher", f"S={s:.4f} <= -1 -> fisher"
+    if -1 < s <= -0.5:
+        return "logit", f"-1 < S={s:.4f} <= -0.5 -> logit"
+    if -0.5 < s < 0:
+        return "arcsine", f"-0.5 < S={s:.4f} < 0 -> arcsine"
+    if s >= 1:
+        return "log10_bce", f"S={s:.4f} >= 1 -> log10_bce"
+    if 0.5 <= s < 1:
+        return "ln_bce", f"0.5 <= S={s:.4f} < 1 -> ln_bce"
+    if 0 < s < 0.5 and k < 0:
+        return "log10_bce", f"0 < S={s:.4f} < 0.5 and K={k:.4f} < 0 -> log10_bce"
+    return "bce_dice", f"S={s:.4f}, K={k:.4f}: no other rule applies -> bce_dice"
+
+
+def calf_select(fractions: Sequence[float] | np.ndarray, *, warn: bool = True) -> dict:
+    """Dataset-level CALF selection from per-case foreground fractions (METHODS §7, default mode).
+
+    Args:
+        fractions: one foreground fraction per case, in [0, 1] (empty cases included).
+
+    Returns:
+        ``{"branch", "path", "skewness", "excess_kurtosis", "n_cases"}``. Fewer than 3
+        cases or zero variance gives ``bce_dice`` with a warning.
+    """
+    f = np.asarray(fractions, dtype=np.float64).ravel()
+    if f.size and (not np.all(np.isfinite(f)) or f.min() < 0 or f.max() > 1):
+        raise ValueError(f"Expected foreground fractions in [0, 1] but got {f.tolist()[:8]}")
+    s, k = skewness(f), excess_kurtosis(f)
+    if f.size < 3 or math.isnan(s):
+        reason = f"{f.size} case(s)" if f.size < 3 else "zero variance"
+        if warn:
+            warnings.warn(
+                f"CALF statistic is degenerate ({reason}); using bce_dice", stacklevel=2
+            )
+        return {
+            "branch": "bce_dice",
+            "path": f"degenerate statistic ({reason}) -> bce_dice",
+            "skewness": s,
+            "excess_kurtosis": k,
+            "n_cases": int(f.size),
+        }
+    branch, path = calf_branch(s, k)
+    return {"branch": branch, "path": path, "skewness": s, "excess_kurtosis": k, "n_cases": int(f.size)}
