@@ -131,3 +131,44 @@ def calf_select(fractions: Sequence[float] | np.ndarray, *, warn: bool = True) -
         }
     branch, path = calf_branch(s, k)
     return {"branch": branch, "path": path, "skewness": s, "excess_kurtosis": k, "n_cases": int(f.size)}
+
+
+# Inverse lesion-volume weighting bounds from neuro-ml/inverse_weighting (METHODS §3).
+IW_MIN_WEIGHT = 1.0
+IW_MAX_WEIGHT = 2e5
+
+
+def inverse_weights_from_components(
+    components: np.ndarray, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Inverse lesion-volume weights of one patch from its component map (METHODS §3).
+
+    ``w = clip(N / ((K + 1) |cc(x)|), 1, 2e5)``: N = valid voxels of the patch, K = number of
+    non-zero component ids present, background counted as one component, ignored voxels 0.
+    The component map may come from labelling the full volume (a lesion cut by the patch
+    border keeps its global id, as in the reference code).
+
+    Args:
+        components: integer array ``(*S)``, 0 = background, >0 = lesion id.
+        valid: optional boolean array ``(*S)``; False marks ignored voxels.
+
+    Returns:
+        float32 array ``(*S)``.
+    """
+    comp = np.asarray(components)
+    flat = comp.ravel().astype(np.intp, copy=False)
+    if valid is not None:
+        valid_flat = np.asarray(valid, dtype=bool).ravel()
+        sizes = np.bincount(flat[valid_flat], minlength=1)
+        n_total = int(valid_flat.sum())
+    else:
+        sizes = np.bincount(flat, minlength=1)
+        n_total = flat.size
+    k = int(np.count_nonzero(sizes[1:]))
+    with np.errstate(divide="ignore"):
+        per_component = n_total / ((k + 1) * sizes.astype(np.float64))
+    per_component = np.clip(per_component, IW_MIN_WEIGHT, IW_MAX_WEIGHT).astype(np.float32)
+    weights = per_component[flat].reshape(comp.shape)
+    if valid is not None:
+        weights[~np.asarray(valid, dtype=bool)] = 0.0
+    return weights
