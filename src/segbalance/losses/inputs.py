@@ -1,0 +1,190 @@
+"""Validated loss inputs with lazily shared activations.
+
+Every loss reads its tensors from one :class:`LossInputs`, so a compound such as
+``dice+ce`` computes the softmax / log-softmax / one-hot once for all its terms.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(int(s) for s in t.shape)
+
+
+class LossInputs:
+    """Logits, labels, ignore mask and voxel weights of one loss call, validated once.
+
+    Attributes:
+        logits: ``(B, C, *S)`` in the compute dtype (float32, or float64 for float64 input).
+        target: int64 ``(B, *S)``; ignored voxels mapped to class 0.
+        valid: bool ``(B, *S)`` or ``None`` when nothing is ignored.
+        weight: ``(B, *S)`` voxel weights in the compute dtype, or ``None``.
+        n_classes: C (1 = binary sigmoid, >= 2 softmax).
+    """
+
+    def __init__(
+        self,
+        logits: Tensor,
+        target: Tensor,
+        weight: Tensor | None = None,
+        ignore_index: int | None = None,
+    ) -> None:
+        if not isinstance(logits, Tensor) or not logits.is_floating_point():
+            raise ValueError(
+                f"logits: expected a float tensor (B, C, *spatial) but got "
+                f"{type(logits).__name__}{'' if not isinstance(logits, Tensor) else ' of dtype ' + str(logits.dtype)}"
+            )
+        if logits.ndim not in (4, 5):
+            raise ValueError(
+                "logits: expected shape (B, C, *spatial) with 2 or 3 spatial dims but got "
+                f"shape {_shape(logits)}"
+            )
+        if not isinstance(target, Tensor):
+            raise ValueError(f"target: expected a tensor but got {type(target).__name__}")
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        self.dtype = dtype
+        self.logits = logits.to(dtype)
+        self.n_classes = int(logits.shape[1])
+        batch_spatial = (int(logits.shape[0]), *_shape(logits)[2:])
+        if target.ndim == logits.ndim and target.shape[1] == 1:
+            target = target[:, 0]
+        if _shape(target) != batch_spatial:
+            raise ValueError(
+                f"target: expected shape {batch_spatial} (B, *S) or "
+                f"{(batch_spatial[0], 1, *batch_spatial[1:])} (B, 1, *S) to match logits "
+                f"{_shape(logits)} but got {_shape(target)}"
+            )
+        if target.device != logits.device:
+            raise ValueError(
+                f"target: expected device {logits.device} (as logits) but got {target.device}"
+            )
+        target = self._integer_labels(target)
+        self.valid: Tensor | None = None
+        if ignore_index is not None:
+            valid = target != int(ignore_index)
+            if not bool(valid.all()):
+                self.valid = valid
+                target = torch.where(valid, target, torch.zeros_like(target))
+        self._check_label_range(target, ignore_index)
+        self.target = target
+        self.weight = self._voxel_weight(weight, batch_spatial)
+
+    # -- validation ---------------------------------------------------------------------
+    def _integer_labels(self, target: Tensor) -> Tensor:
+        if target.dtype == torch.bool:
+            return target.long()
+        if target.is_floating_point():
+            if not bool((target == torch.round(target)).all()):
+                raise ValueError(
+                    "target: expected integer labels (or floats equal to whole numbers such as "
+                    "0/1) but got non-integer values"
+                )
+            return target.long()
+        if target.is_complex():
+            raise ValueError(f"target: expected integer labels but got dtype {target.dtype}")
+        return target.long()
+
+    def _check_label_range(self, target: Tensor, ignore_index: int | None) -> None:
+        if target.numel() == 0:
+            return
+        lo, hi = int(target.min()), int(target.max())
+        upper = 1 if self.n_classes == 1 else self.n_classes - 1
+        if lo < 0 or hi > upper:
+            allowed = "{0, 1} (binary, C=1)" if self.n_classes == 1 else f"[0, {self.n_classes})"
+            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+            raise ValueError(
+                f"target: expected labels in {allowed}{extra} but got values in [{lo}, {hi}]"
+            )
+
+    def _voxel_weight(self, weight: Tensor | None, batch_spatial: tuple[int, ...]) -> Tensor | None:
+        if weight is None:
+            return None
+        if not isinstance(weight, Tensor):
+            weight = torch.as_tensor(weight)
+        if weight.ndim == len(batch_spatial) + 1 and weight.shape[1] == 1:
+            weight = weight[:, 0]
+        if _shape(weight) != batch_spatial:
+            raise ValueError(
+                f"weight: expected shape {(batch_spatial[0], 1, *batch_spatial[1:])} (B, 1, *S) "
+                f"or {batch_spatial} (B, *S) but got {_shape(weight)}"
+            )
+        return weight.to(device=self.logits.device, dtype=self.dtype)
+
+    # -- shared quantities --------------------------------------------------------------
+    @property
+    def binary(self) -> bool:
+        return self.n_classes == 1
+
+    @cached_property
+    def valid_f(self) -> Tensor | None:
+        """Ignore mask as float ``(B, *S)``, or None."""
+        return None if self.valid is None else self.valid.to(self.dtype)
+
+    @cached_property
+    def voxel_factor(self) -> Tensor | None:
+        """``mask * weight`` ``(B, *S)``: multiplies every voxel in every sum; None if all 1."""
+        if self.weight is None:
+            return self.valid_f
+        if self.valid_f is None:
+            return self.weight
+        return self.weight * self.valid_f
+
+    @cached_property
+    def n_valid(self) -> Tensor:
+        """Number of non-ignored voxels of the whole batch (0-d tensor, compute dtype)."""
+        if self.valid is None:
+            return torch.tensor(float(self.target.numel()), dtype=self.dtype, device=self.device)
+        return self.valid.sum().to(self.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.logits.device
+
+    @cached_property
+    def target_f(self) -> Tensor:
+        """Binary target as float ``(B, 1, *S)`` (C = 1 only)."""
+        return self.target.unsqueeze(1).to(self.dtype)
+
+    @cached_property
+    def log_probs(self) -> Tensor:
+        """``log_softmax`` over classes ``(B, C, *S)`` (C >= 2)."""
+        return F.log_softmax(self.logits, dim=1)
+
+    @cached_property
+    def probs(self) -> Tensor:
+        """Sigmoid (C = 1) or softmax (C >= 2) probabilities ``(B, C, *S)``."""
+        if self.binary:
+            return torch.sigmoid(self.logits)
+        # exp of the cached log-softmax: one activation shared by CE and Dice terms
+        return self.log_probs.exp()
+
+    @cached_property
+    def onehot(self) -> Tensor:
+        """Targets per channel ``(B, C, *S)``: the float label for C = 1, one-hot for C >= 2."""
+        if self.binary:
+            return self.target_f
+        oh = F.one_hot(self.target, self.n_classes)
+        return oh.movedim(-1, 1).to(self.dtype)
+
+    @cached_property
+    def voxel_ce(self) -> Tensor:
+        """Per-voxel (binary) cross-entropy ``(B, *S)`` (not weighted, not masked)."""
+        if self.binary:
+            return F.binary_cross_entropy_with_logits(
+                self.logits[:, 0], self.target_f[:, 0], reduction="none"
+            )
+        if "log_probs" in self.__dict__:
+            return -self.log_probs.gather(1, self.target.unsqueeze(1))[:, 0]
+        return F.cross_entropy(self.logits, self.target, reduction="none")
+
+    def voxel_mean(self, per_voxel: Tensor) -> Tensor:
+        """METHODS §0 voxel-wise reduction ``sum(m w l) / sum(m)`` of a ``(B, *S)`` tensor."""
+        factor = self.voxel_factor
+        total = per_voxel.sum() if factor is None else (per_voxel * factor).sum()
+        return total / self.n_valid.clamp_min(1.0)
