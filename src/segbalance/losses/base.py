@@ -61,6 +61,13 @@ class SegLoss(nn.Module):
     def compute(self, inputs: LossInputs) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def region_needs(self) -> dict[str, bool] | None:
+        """What this term reads from the fused :meth:`LossInputs.region_sums` (None: nothing).
+
+        A compound requests the union once, so e.g. ``dice+ce`` runs one softmax.
+        """
+        return None
+
     def extra_repr(self) -> str:
         opts = {k: getattr(self, k) for k in LOSS_SPECS[self.name].options if hasattr(self, k)}
         return ", ".join(f"{k}={v!r}" for k, v in opts.items() if k not in ("fractions",))

@@ -175,15 +175,30 @@ class CompoundLoss(nn.Module):
                 weighted.__dict__.update(inputs.__dict__)
                 weighted.__dict__.pop("voxel_factor", None)
                 weighted.weight = inverse_lesion_weight_tensor(inputs)
+            sources = [weighted if t.voxel_weighting is not None else inputs for t in self.terms]
+            _request_shared_sums(list(self.terms), sources)
             total = None
-            for w, term in zip(self.weights, self.terms, strict=True):
-                src = weighted if term.voxel_weighting is not None else inputs
+            for w, term, src in zip(self.weights, self.terms, sources, strict=True):
                 value = w * term.compute(src)
                 total = value if total is None else total + value
             return total
 
     def extra_repr(self) -> str:
         return f"expression={self.expression!r}"
+
+
+def _request_shared_sums(terms: list[SegLoss], sources: list[LossInputs]) -> None:
+    """Compute the fused region sums once per input with the union of the terms' needs."""
+    for src in {id(s): s for s in sources}.values():
+        needs = [t.region_needs() for t, s in zip(terms, sources, strict=True) if s is src]
+        needs = [n for n in needs if n is not None]
+        # fusing only pays when an overlap term is there to share the activation
+        if not any("squared" in n for n in needs):
+            continue
+        src.region_sums(
+            squared=any(n.get("squared", False) for n in needs),
+            cross_entropy=any(n.get("cross_entropy", False) for n in needs),
+        )
 
 
 def build_loss(

@@ -66,6 +66,9 @@ class CrossEntropyLoss(SegLoss):
                 pw = torch.tensor(self.pos_weight, dtype=inputs.dtype, device=inputs.device)
                 ce = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
                 return inputs.voxel_mean(ce)
+            fused = inputs.__dict__.get("_region_sums")
+            if fused is not None and fused.ce is not None:
+                return fused.ce / inputs.n_valid.clamp_min(1.0)
             if inputs.voxel_factor is None:
                 # fast path: the fused PyTorch kernel, exactly the reference
                 return F.binary_cross_entropy_with_logits(
@@ -82,11 +85,19 @@ class CrossEntropyLoss(SegLoss):
                 num = num * inputs.voxel_factor
             den = cw_voxel if inputs.valid_f is None else cw_voxel * inputs.valid_f
             return num.sum() / den.sum().clamp_min(torch.finfo(inputs.dtype).tiny)
+        fused = inputs.__dict__.get("_region_sums")
+        if fused is not None and fused.ce is not None:
+            # a compound already computed sum(f CE) with its region sums: reuse it
+            return fused.ce / inputs.n_valid.clamp_min(1.0)
         if inputs.voxel_factor is None and "log_probs" in inputs.__dict__:
             return F.nll_loss(inputs.log_probs, inputs.target)
         if inputs.voxel_factor is None:
             return F.cross_entropy(inputs.logits, inputs.target)
         return inputs.voxel_mean(inputs.voxel_ce)
+
+    def region_needs(self) -> dict[str, bool] | None:
+        plain = self.class_weights is None and self.pos_weight is None
+        return {"cross_entropy": True} if plain and not self.adaptive_pos_weight else None
 
     def _adaptive_wce(self, inputs: LossInputs) -> Tensor:
         z, y = inputs.logits[:, 0], inputs.target_f[:, 0]

@@ -41,6 +41,17 @@ def weighted_sum(x: Tensor, factor: Tensor | None, batch: bool) -> Tensor:
     return x.sum(dims)
 
 
+def _select_channels(sums: Tensor, keep_all: bool, batch: bool) -> Tensor:
+    if not keep_all:
+        sums = sums[:, 1:]
+    return sums.sum(0) if batch else sums
+
+
+def select(sums: Tensor, inputs: LossInputs, include_background: bool, batch: bool) -> Tensor:
+    """Keep the scored channels of a ``(B, C)`` sum and optionally sum over the batch."""
+    return _select_channels(sums, inputs.binary or include_background, batch)
+
+
 class DiceLoss(SegLoss):
     """``dice``: ``1 - mean_{b,c} (2 sum(w p y) + s_nr) / (sum(w p^q) + sum(w y) + s_dr)``.
 
@@ -50,6 +61,9 @@ class DiceLoss(SegLoss):
     """
 
     name = "dice"
+
+    def region_needs(self) -> dict[str, bool]:
+        return {"squared": self.squared_pred}
 
     def __init__(
         self,
@@ -68,11 +82,11 @@ class DiceLoss(SegLoss):
         self.batch, self.squared_pred = bool(batch), bool(squared_pred)
 
     def compute(self, inputs: LossInputs) -> Tensor:
-        p, y = channels(inputs, self.include_background)
-        f = inputs.voxel_factor
-        intersection = weighted_sum(p * y, f, self.batch)
-        pred = weighted_sum(p * p if self.squared_pred else p, f, self.batch)
-        ground = weighted_sum(y, f, self.batch)
+        sums = inputs.region_sums(squared=self.squared_pred)
+        keep = (inputs, self.include_background, self.batch)
+        intersection = select(sums.intersection, *keep)
+        pred = select(sums.pred_sq if self.squared_pred else sums.pred, *keep)
+        ground = select(sums.ground, *keep)
         dice = (2 * intersection + self.smooth_nr) / (pred + ground + self.smooth_dr)
         return 1 - dice.mean()
 
@@ -86,6 +100,9 @@ class GeneralizedDiceLoss(SegLoss):
     """
 
     name = "generalized_dice"
+
+    def region_needs(self) -> dict[str, bool]:
+        return {"squared": self.w_type == "iw"}
 
     def __init__(
         self,
@@ -106,19 +123,30 @@ class GeneralizedDiceLoss(SegLoss):
         self.batch, self.w_type = bool(batch), w_type
 
     def compute(self, inputs: LossInputs) -> Tensor:
+        sums = inputs.region_sums(squared=self.w_type == "iw")
+        inter, pred, pred_sq, ground = sums.intersection, sums.pred, sums.pred_sq, sums.ground
         if inputs.binary:
-            p1, y1 = inputs.probs, inputs.onehot
-            p, y = torch.cat([1 - p1, p1], 1), torch.cat([1 - y1, y1], 1)
+            # channels [1 - p, p] vs [1 - y, y]: background sums follow from the totals
+            total = inputs.factor_total
+            inter = torch.cat([total - pred - ground + inter, inter], 1)
+            if pred_sq is not None:
+                pred_sq = torch.cat([total - 2 * pred + pred_sq, pred_sq], 1)
+            pred, ground = (
+                torch.cat([total - pred, pred], 1),
+                torch.cat([total - ground, ground], 1),
+            )
+            keep_bg = True
         else:
-            p, y = channels(inputs, self.include_background)
-        f = inputs.voxel_factor
-        intersection = weighted_sum(p * y, f, self.batch)
-        ground = weighted_sum(y, f, self.batch)
+            keep_bg = self.include_background
+        intersection = _select_channels(inter, inputs.binary or keep_bg, self.batch)
+        ground = _select_channels(ground, inputs.binary or keep_bg, self.batch)
         if self.w_type == "iw":
-            denominator = weighted_sum(p * p + y * y, f, self.batch)
+            assert pred_sq is not None
+            # sum (p^2 + y^2) with y^2 = y
+            denominator = _select_channels(pred_sq, inputs.binary or keep_bg, self.batch) + ground
             w = 1.0 / (1.0 + ground.detach() ** 2)
         else:
-            denominator = weighted_sum(p, f, self.batch) + ground
+            denominator = _select_channels(pred, inputs.binary or keep_bg, self.batch) + ground
             w = 1.0 / ground.detach() ** 2
             infs = torch.isinf(w)
             w = w.masked_fill(infs, 0.0)
@@ -135,6 +163,9 @@ class TverskyLoss(SegLoss):
     """
 
     name = "tversky"
+
+    def region_needs(self) -> dict[str, bool]:
+        return {"squared": False}
 
     def __init__(
         self,
@@ -155,11 +186,11 @@ class TverskyLoss(SegLoss):
         self.batch = bool(batch)
 
     def compute(self, inputs: LossInputs) -> Tensor:
-        p, y = channels(inputs, self.include_background)
-        f = inputs.voxel_factor
-        tp = weighted_sum(p * y, f, self.batch)
-        fp = weighted_sum(p, f, self.batch) - tp
-        fn = weighted_sum(y, f, self.batch) - tp
+        sums = inputs.region_sums()
+        keep = (inputs, self.include_background, self.batch)
+        tp = select(sums.intersection, *keep)
+        fp = select(sums.pred, *keep) - tp
+        fn = select(sums.ground, *keep) - tp
         ratio = (tp + self.smooth_nr) / (tp + self.alpha * fp + self.beta * fn + self.smooth_dr)
         return 1 - ratio.mean()
 
@@ -172,6 +203,9 @@ class AsymmetricSimilarityLoss(SegLoss):
     """
 
     name = "asym"
+
+    def region_needs(self) -> dict[str, bool]:
+        return {"squared": self.squared}
 
     def __init__(
         self,
@@ -192,13 +226,12 @@ class AsymmetricSimilarityLoss(SegLoss):
         self.batch = bool(batch)
 
     def compute(self, inputs: LossInputs) -> Tensor:
-        p, y = channels(inputs, self.include_background)
-        f = inputs.voxel_factor
+        sums = inputs.region_sums(squared=self.squared)
+        keep = (inputs, self.include_background, self.batch)
         b2 = self.beta**2
-        tp = weighted_sum(p * y, f, self.batch)
-        if self.squared:
-            denom = weighted_sum(b2 * y * y + p * p, f, self.batch)
-        else:
-            denom = b2 * weighted_sum(y, f, self.batch) + weighted_sum(p, f, self.batch)
+        tp = select(sums.intersection, *keep)
+        # y is 0/1, so sum w y^2 = sum w y
+        pred = select(sums.pred_sq if self.squared else sums.pred, *keep)
+        denom = b2 * select(sums.ground, *keep) + pred
         f_beta = ((1 + b2) * tp + self.smooth_nr) / (denom + self.smooth_dr)
         return 1 - f_beta.mean()

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segbalance.losses.fused import RegionSums, region_sums
+
 
 def _shape(t: Tensor) -> tuple[int, ...]:
     return tuple(int(s) for s in t.shape)
@@ -93,7 +95,8 @@ class LossInputs:
     def _check_label_range(self, target: Tensor, ignore_index: int | None) -> None:
         if target.numel() == 0:
             return
-        lo, hi = int(target.min()), int(target.max())
+        lo_t, hi_t = torch.aminmax(target)  # one pass instead of min() and max()
+        lo, hi = int(lo_t), int(hi_t)
         upper = 1 if self.n_classes == 1 else self.n_classes - 1
         if lo < 0 or hi > upper:
             allowed = "{0, 1} (binary, C=1)" if self.n_classes == 1 else f"[0, {self.n_classes})"
@@ -182,6 +185,40 @@ class LossInputs:
         if "log_probs" in self.__dict__:
             return -self.log_probs.gather(1, self.target.unsqueeze(1))[:, 0]
         return F.cross_entropy(self.logits, self.target, reduction="none")
+
+    def region_sums(self, *, squared: bool = False, cross_entropy: bool = False) -> RegionSums:
+        """Fused per-(sample, class) overlap sums, computed once and shared by all terms.
+
+        A later call that needs more (``squared`` / ``cross_entropy``) recomputes with the
+        union; a compound asks for the union up front so that happens once.
+        """
+        cached: RegionSums | None = self.__dict__.get("_region_sums")
+        has_sq = cached is not None and (cached.pred_sq is not None or not squared)
+        if has_sq and (cached.ce is not None or not cross_entropy):  # type: ignore[union-attr]
+            return cached  # type: ignore[return-value]
+        if cached is not None:
+            squared = squared or cached.pred_sq is not None
+            cross_entropy = cross_entropy or cached.ce is not None
+        sums = region_sums(
+            self.logits,
+            self.target,
+            self.voxel_factor,
+            squared=squared,
+            cross_entropy=cross_entropy,
+        )
+        self.__dict__["_region_sums"] = sums
+        return sums
+
+    @cached_property
+    def factor_total(self) -> Tensor:
+        """Per-sample sum of the voxel factor ``(B, 1)`` (voxel count when there is none)."""
+        f = self.voxel_factor
+        if f is None:
+            n = self.target[0].numel()
+            return torch.full(
+                (self.target.shape[0], 1), float(n), dtype=self.dtype, device=self.device
+            )
+        return f.reshape(f.shape[0], -1).sum(1, keepdim=True)
 
     def voxel_mean(self, per_voxel: Tensor) -> Tensor:
         """METHODS §0 voxel-wise reduction ``sum(m w l) / sum(m)`` of a ``(B, *S)`` tensor."""

@@ -44,10 +44,7 @@ def inverse_lesion_weights(
         float32 weights of the same shape and kind (torch in -> torch out, same device).
     """
     is_torch = type(labels).__module__.startswith("torch")
-    if is_torch:
-        array = labels.detach().cpu().numpy()  # type: ignore[attr-defined]
-    else:
-        array = np.asarray(labels)
+    array = labels.detach().cpu().numpy() if is_torch else np.asarray(labels)  # type: ignore[attr-defined]
     if array.dtype.kind not in "biuf":
         raise ValueError(f"labels: expected an integer label map but got dtype {array.dtype}")
     if array.dtype.kind == "f" and not np.all(array == np.round(array)):

@@ -1,0 +1,150 @@
+"""Fused activation + region sums (+ CE) with an analytic backward.
+
+Every overlap loss (Dice, Tversky, generalised Dice, asymmetric similarity) is a function
+of four per-(sample, class) sums of the activated logits:
+
+    I = sum f p y,   P1 = sum f p,   P2 = sum f p^2,   G = sum f y
+
+(f = voxel weight x ignore mask). :func:`region_sums` computes them in one pass without a
+one-hot tensor and, optionally, the summed voxel CE from the same log-softmax. Its backward
+is written out (softmax / sigmoid Jacobian applied once) instead of letting autograd
+replay every product, which is what makes ``dice+ce`` cheaper than MONAI's ``DiceCELoss``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class RegionSums(NamedTuple):
+    """Per-(sample, class) sums ``(B, C)``; ``ce`` is the summed weighted voxel CE (0-d)."""
+
+    intersection: Tensor
+    pred: Tensor
+    pred_sq: Tensor | None
+    ground: Tensor
+    ce: Tensor | None
+
+
+class _SoftmaxRegionSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, factor, want_sq, want_ce):  # type: ignore[override]
+        batch, n_classes = logits.shape[:2]
+        z = logits.reshape(batch, n_classes, -1)
+        t = target.reshape(batch, 1, -1)
+        f = None if factor is None else factor.reshape(batch, 1, -1)
+        # boolean one-hot: 1 byte per element, and where() avoids float products
+        classes = torch.arange(n_classes, device=z.device).view(1, n_classes, 1)
+        onehot = t == classes
+        ce = None
+        if want_ce:
+            logp = F.log_softmax(z, dim=1)
+            log_pt = torch.where(onehot, logp, 0.0)
+            ce = -(log_pt.sum() if f is None else (log_pt * f).sum())
+            p = logp.exp_()  # reuse the log-softmax buffer for the probabilities
+        else:
+            p = F.softmax(z, dim=1)
+        pf = p if f is None else p * f
+        pred = pf.sum(-1)
+        pred_sq = (pf * p).sum(-1) if want_sq else None
+        inter = torch.where(onehot, pf, 0.0).sum(-1)
+        if f is None:
+            ground = onehot.sum(-1).to(pred.dtype)
+        else:
+            ground = torch.where(onehot, f, 0.0).sum(-1)
+        ctx.save_for_backward(p, onehot, f)
+        ctx.shape = logits.shape
+        return inter, pred, pred_sq, ground, ce
+
+    @staticmethod
+    def backward(ctx, g_inter, g_pred, g_sq, g_ground, g_ce):  # type: ignore[override]
+        p, onehot, f = ctx.saved_tensors
+        zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+        a = (zeros if g_pred is None else g_pred).unsqueeze(-1)
+        b = (zeros if g_inter is None else g_inter).unsqueeze(-1)
+        # dL/dp_c(x) = f(x) [g_pred_c + [t=c] g_inter_c + 2 p_c g_sq_c]
+        dp = torch.where(onehot, a + b, a)
+        if g_sq is not None:
+            dp = dp + 2 * p * g_sq.unsqueeze(-1)
+        if f is not None:
+            dp = dp * f
+        # softmax Jacobian dz_c = p_c (dp_c - sum_k p_k dp_k), PyTorch's fused kernel
+        grad = torch._softmax_backward_data(dp.expand_as(p), p, 1, p.dtype)
+        if g_ce is not None:
+            # d(sum f CE)/dz = f (p - y)
+            ce_scale = g_ce if f is None else g_ce * f
+            if f is None:
+                grad = grad.add_(torch.where(onehot, p - 1, p), alpha=float(g_ce))
+            else:
+                grad = grad.addcmul_(torch.where(onehot, p - 1, p), ce_scale)
+        return grad.view(ctx.shape), None, None, None, None
+
+
+class _SigmoidRegionSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, factor, want_sq, want_ce):  # type: ignore[override]
+        batch = logits.shape[0]
+        z = logits.reshape(batch, 1, -1)
+        y = target.reshape(batch, 1, -1).to(z.dtype)
+        f = None if factor is None else factor.reshape(batch, 1, -1)
+        ce = None
+        if want_ce:
+            ce = F.binary_cross_entropy_with_logits(z, y, weight=f, reduction="sum")
+        p = torch.sigmoid(z)
+        pf = p if f is None else p * f
+        yf = y if f is None else y * f
+        pred = pf.sum(-1)
+        # (B,1,N) x (B,N,1) batched dot products: no N-sized temporaries
+        pred_sq = torch.bmm(pf, p.transpose(1, 2))[..., 0] if want_sq else None
+        inter = torch.bmm(pf, y.transpose(1, 2))[..., 0]
+        ground = yf.sum(-1)
+        ctx.save_for_backward(p, y, f)
+        ctx.shape = logits.shape
+        return inter, pred, pred_sq, ground, ce
+
+    @staticmethod
+    def backward(ctx, g_inter, g_pred, g_sq, g_ground, g_ce):  # type: ignore[override]
+        p, y, f = ctx.saved_tensors
+        zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+        a = (zeros if g_pred is None else g_pred).unsqueeze(-1)
+        b = (zeros if g_inter is None else g_inter).unsqueeze(-1)
+        # dL/dp = f (g_pred + y g_inter + 2 p g_sq), one fused multiply-add
+        dp = torch.addcmul(a, y, b)
+        if g_sq is not None:
+            dp = dp.addcmul_(p, g_sq.unsqueeze(-1), value=2.0)
+        if f is not None:
+            dp = dp * f
+        grad = torch.ops.aten.sigmoid_backward(dp, p)  # dp * p * (1 - p), fused
+        if g_ce is not None:
+            ce_scale = g_ce if f is None else g_ce * f
+            grad = grad.addcmul_(p - y, ce_scale) if f is not None else grad.add_(p - y, alpha=g_ce)
+        return grad.view(ctx.shape), None, None, None, None
+
+
+def region_sums(
+    logits: Tensor,
+    target: Tensor,
+    factor: Tensor | None = None,
+    *,
+    squared: bool = False,
+    cross_entropy: bool = False,
+) -> RegionSums:
+    """Per-(sample, class) overlap sums of ``softmax(logits)`` (C >= 2) or ``sigmoid`` (C = 1).
+
+    Args:
+        logits: ``(B, C, *S)`` float32/float64.
+        target: int64 ``(B, *S)`` with values in [0, C) ({0, 1} for C = 1).
+        factor: optional ``(B, *S)`` voxel factor f (weights x ignore mask).
+        squared: also return ``sum f p^2``.
+        cross_entropy: also return ``sum f CE`` (sigmoid BCE for C = 1).
+
+    Returns:
+        :class:`RegionSums` with ``(B, C)`` tensors, differentiable w.r.t. ``logits``.
+    """
+    fn = _SigmoidRegionSums if logits.shape[1] == 1 else _SoftmaxRegionSums
+    out = fn.apply(logits, target, factor, squared, cross_entropy)
+    return RegionSums(*out)
