@@ -52,10 +52,7 @@ class _SoftmaxRegionSums(torch.autograd.Function):
         pred = pf.sum(-1)
         pred_sq = (pf * p).sum(-1) if want_sq else None
         inter = torch.where(onehot, pf, 0.0).sum(-1)
-        if f is None:
-            ground = onehot.sum(-1).to(pred.dtype)
-        else:
-            ground = torch.where(onehot, f, 0.0).sum(-1)
+        ground = onehot.sum(-1).to(pred.dtype) if f is None else torch.where(onehot, f, 0.0).sum(-1)
         ctx.save_for_backward(p, onehot, f)
         ctx.shape = logits.shape
         return inter, pred, pred_sq, ground, ce
