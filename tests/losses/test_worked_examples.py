@@ -170,3 +170,22 @@ def test_dbce_7x7_example(radius: int, w_fg: float, w_bg: float, dilated: int) -
     # and the exact weights N / (R+ |r|)
     exact = np.where(ring, 49 / (2 * dilated), 49 / (2 * (49 - dilated)))
     assert got == pytest.approx((exact * ell).sum() / exact.sum(), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("posterior", "raw_logit"), [(0.002, 0.0), (0.01, 1.6175), (0.001, -0.6941)]
+)
+def test_la_ce_optimal_raw_logit(posterior: float, raw_logit: float) -> None:
+    """§2: with prior 0.002 the expected LA-BCE under posterior q is stationary at the printed
+    raw logit (z* = logit(q) - delta). Voxel weights q and 1 - q on labels 1 and 0 give the
+    expected loss, whose gradient must vanish there."""
+    z = torch.full((1, 1, 2, 1), raw_logit, dtype=torch.float64, requires_grad=True)
+    t = tl(np.array([1, 0]).reshape(1, 2, 1))
+    w = torch.tensor([posterior, 1 - posterior], dtype=torch.float64).reshape(1, 2, 1)
+    build_loss("la_ce", prior=0.002)(z, t, weight=w).backward()
+    # rounding z* to 4 d.p. leaves |sigma'(z) dz| <= 0.25 * 5e-5
+    assert float(z.grad.sum()) == pytest.approx(0.0, abs=1.5e-5)
+    # the unadjusted CE is far from stationary there (the prior shift is what moves z*)
+    z2 = z.detach().clone().requires_grad_(True)
+    build_loss("ce")(z2, t, weight=w).backward()
+    assert abs(float(z2.grad.sum())) > 0.1
