@@ -31,9 +31,14 @@ import numpy as np
 from scipy import ndimage
 
 from segbalance.evaluate._validation import check_nonnegative, mask_pair_with_spacing
-from segbalance.evaluate.lesions import lesion_f1, overlap_pairs
+from segbalance.evaluate.lesions import (
+    crop_to_union,
+    foreground_sizes,
+    lesion_f1,
+    overlap_pairs,
+)
 from segbalance.evaluate.surface import bounding_box, surface_distances
-from segbalance.stats import component_sizes, label_components
+from segbalance.stats import label_components
 
 #: HD95 given to unmatched lesions and false positives (≈ diagonal of 240x240x155 at 1 mm).
 BRATS_HD95_PENALTY = 374.0
@@ -93,16 +98,21 @@ def brats_lesion_wise(
     threshold = check_nonnegative(size_threshold, "size_threshold")
     penalty = check_nonnegative(hd95_penalty, "hd95_penalty")
     pred_mask, ref_mask, sp = mask_pair_with_spacing(pred, ref, spacing)
+    # The dilation reaches `dil` voxels past G: a crop with that margin changes nothing.
+    pred_mask, ref_mask = crop_to_union(pred_mask, ref_mask, margin=int(dil))
     voxel_volume = float(np.prod(sp))
 
     # Lesion id of every dilated voxel; GT voxels carry the id of their merged lesion.
-    dilated_labels, n_lesions = label_components(_dilate(ref_mask, int(dil)))
+    dilated = _dilate(ref_mask, int(dil))
+    dilated_labels, n_lesions = label_components(dilated)
     lesion_labels = np.where(ref_mask, dilated_labels, 0)
-    lesion_sizes = component_sizes(lesion_labels, n_lesions)
+    lesion_sizes = foreground_sizes(lesion_labels, ref_mask, n_lesions)
     pred_labels, n_pred = label_components(pred_mask)
-    pred_sizes = component_sizes(pred_labels, n_pred)
+    pred_sizes = foreground_sizes(pred_labels, pred_mask, n_pred)
 
-    lesion_ids, pred_ids, _ = overlap_pairs(dilated_labels, pred_labels, n_pred)
+    lesion_ids, pred_ids, _ = overlap_pairs(
+        dilated_labels, pred_labels, n_pred, dilated & pred_mask
+    )
     n_fp = n_pred - int(np.unique(pred_ids).size)
     # |L_i ∩ P| counts every predicted voxel on the lesion: all such components match it.
     hits = np.bincount(lesion_labels[pred_mask], minlength=n_lesions + 1)

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import numpy as np
 
 from segbalance.evaluate._validation import check_choice, mask_pair_with_spacing
-from segbalance.stats import component_sizes, label_components
+from segbalance.evaluate.surface import bounding_box
+from segbalance.stats import label_components
 
 LesionMatch = Literal["overlap", "iou"]
 LESION_MATCHES: tuple[str, ...] = ("overlap", "iou")
@@ -37,24 +38,60 @@ def lesion_f1(tp: int, fp: int, fn: int) -> float:
 
 
 def overlap_pairs(
-    gt_labels: np.ndarray, pred_labels: np.ndarray, n_pred: int
+    gt_labels: np.ndarray,
+    pred_labels: np.ndarray,
+    n_pred: int,
+    both: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every overlapping (GT component, predicted component) pair and its voxel count.
 
     Args:
         gt_labels, pred_labels: label maps ``(*S)`` with 0 = background, 1..n components;
-        n_pred: number of predicted components.
+        n_pred: number of predicted components;
+        both: optional boolean ``(*S)`` = both foreground (saves recomputing it).
 
     Returns:
         ``(gt_ids, pred_ids, counts)``: int64 arrays ``(n_pairs,)`` with ids >= 1 and
         ``counts[k] = |GT_gt_ids[k] ∩ P_pred_ids[k]| > 0``.
     """
-    both = (gt_labels != 0) & (pred_labels != 0)
-    # One joint index gt * (n_pred + 1) + pred over the overlapping voxels only (sparse,
-    # so memory does not grow with n_gt * n_pred).
-    joint = gt_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both]
-    pairs, counts = np.unique(joint, return_counts=True)
+    if both is None:
+        both = (gt_labels != 0) & (pred_labels != 0)
+    # Flat indices of the (few) overlapping voxels: cheaper than boolean-indexing twice.
+    where = np.flatnonzero(both)
+    gt_values = gt_labels.reshape(-1)[where].astype(np.int64)
+    pred_values = pred_labels.reshape(-1)[where].astype(np.int64)
+    # One joint index gt * (n_pred + 1) + pred: sparse, so memory does not grow with
+    # n_gt * n_pred.
+    pairs, counts = np.unique(gt_values * (n_pred + 1) + pred_values, return_counts=True)
     return pairs // (n_pred + 1), pairs % (n_pred + 1), counts.astype(np.int64)
+
+
+def crop_to_union(
+    pred_mask: np.ndarray, ref_mask: np.ndarray, margin: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cropped to the bounding box of their union grown by ``margin`` voxels.
+
+    Components, their raster order (hence cc3d's numbering) and overlaps are unchanged,
+    and labelling a crop is cheaper. Two empty masks give ``(1,) * ndim`` empty crops.
+    """
+    box = bounding_box(pred_mask | ref_mask)
+    if box is None:
+        box = (slice(0, 1),) * pred_mask.ndim
+    box = tuple(
+        slice(max(s.start - margin, 0), min(s.stop + margin, n))
+        for s, n in zip(box, pred_mask.shape, strict=True)
+    )
+    return pred_mask[box], ref_mask[box]
+
+
+def foreground_sizes(labels: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Voxel count of components 0..n of ``labels``, counting only voxels of ``mask``.
+
+    Same as :func:`segbalance.stats.component_sizes` when ``mask`` is the labelled mask,
+    but touches only the foreground voxels (a full-volume bincount is ~10x slower).
+    """
+    values = labels.reshape(-1)[np.flatnonzero(mask)]
+    return np.bincount(values, minlength=n + 1)
 
 
 def lesion_metrics(
@@ -96,11 +133,12 @@ def lesion_metrics(
     if not 0.0 <= threshold < 1.0:
         raise ValueError(f"Expected iou_threshold in [0, 1) but got {iou_threshold!r}")
     pred_mask, ref_mask, sp = mask_pair_with_spacing(pred, ref, spacing)
+    pred_mask, ref_mask = crop_to_union(pred_mask, ref_mask)
     gt_labels, n_gt = label_components(ref_mask)
     pred_labels, n_pred = label_components(pred_mask)
-    gt_ids, pred_ids, counts = overlap_pairs(gt_labels, pred_labels, n_pred)
-    gt_sizes = component_sizes(gt_labels, n_gt)[1:]
-    pred_sizes = component_sizes(pred_labels, n_pred)
+    gt_ids, pred_ids, counts = overlap_pairs(gt_labels, pred_labels, n_pred, pred_mask & ref_mask)
+    gt_sizes = foreground_sizes(gt_labels, ref_mask, n_gt)[1:]
+    pred_sizes = foreground_sizes(pred_labels, pred_mask, n_pred)
 
     intersection = _sum_by(gt_ids, counts, n_gt)
     # |union of the predicted components touching GT_i|, then |GT_i ∪ that union|
