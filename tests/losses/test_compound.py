@@ -202,3 +202,19 @@ def test_compound_gradient_is_sum_of_term_gradients(c: int) -> None:
         (wt * build_loss(name, **opts)(xi, tl(t))).backward()
         total += xi.grad
     torch.testing.assert_close(x.grad, total, rtol=1e-10, atol=1e-12)
+
+
+def test_balanced_with_term_options() -> None:
+    z, t = random_case(181, n_classes=1)
+    loss = build_loss("balanced", prior=0.05, term_options={"dice": {"batch": True}})
+    expected = ref.la_ce(z, t, prior=0.05) + ref.dice(z, t, batch=True)
+    assert value(loss, z, t) == pytest.approx(expected, rel=RTOL)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_la_ce_tau_zero_is_ce(c: int) -> None:
+    z, t = random_case(191, n_classes=c)
+    prior = 0.01 if c == 1 else [0.9, 0.07, 0.03]
+    assert value(build_loss("la_ce", prior=prior, tau=0.0), z, t) == pytest.approx(
+        ref.ce(z, t), rel=1e-9
+    )

@@ -136,3 +136,33 @@ def test_segvol_dice_variant() -> None:
     ours = float(build_loss("dice", smooth_nr=0.0, smooth_dr=1.0)(tt(z), tl(t)))
     monai = DiceLoss(sigmoid=True, smooth_nr=0.0, smooth_dr=1.0)
     assert ours == pytest.approx(float(monai(*_monai_inputs(z, t))), rel=RTOL)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_generalized_dice_class_absent_from_whole_batch(batch, include_background) -> None:
+    """Infinite weights when a class is missing from every sample (batch=True: one weight)."""
+    z, t = random_case(73, n_classes=3, spatial=(6, 7, 5))
+    t[t == 2] = 0
+    ours = float(
+        build_loss("generalized_dice", batch=batch, include_background=include_background)(
+            tt(z), tl(t)
+        )
+    )
+    monai = GeneralizedDiceLoss(
+        include_background=include_background, batch=batch, softmax=True, to_onehot_y=True
+    )
+    assert ours == pytest.approx(float(monai(*_monai_inputs(z, t))), rel=RTOL)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_generalized_dice_no_finite_weight_is_zero(batch: bool) -> None:
+    """§1.4: no finite weight -> all weights 0 -> L = 1 - s_nr / s_dr = 0 (MONAI)."""
+    z, _ = random_case(79, n_classes=3, spatial=(6, 7, 5))
+    t = np.zeros((2, 6, 7, 5), np.int64)
+    loss = build_loss("generalized_dice", include_background=False, batch=batch)
+    assert float(loss(tt(z), tl(t))) == pytest.approx(0.0, abs=1e-12)
+    monai = GeneralizedDiceLoss(
+        include_background=False, batch=batch, softmax=True, to_onehot_y=True
+    )
+    assert float(monai(*_monai_inputs(z, t))) == pytest.approx(0.0, abs=1e-12)
