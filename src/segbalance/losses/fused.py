@@ -30,6 +30,13 @@ class RegionSums(NamedTuple):
     ce: Tensor | None
 
 
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot products of ``(B, C, N)`` tensors -> ``(B, C)`` via BLAS (no temporaries)."""
+    batch, n_classes, n = a.shape
+    rows = batch * n_classes
+    return torch.bmm(a.reshape(rows, 1, n), b.reshape(rows, n, 1)).view(batch, n_classes)
+
+
 class _SoftmaxRegionSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, factor, want_sq, want_ce):  # type: ignore[override]
@@ -37,22 +44,20 @@ class _SoftmaxRegionSums(torch.autograd.Function):
         z = logits.reshape(batch, n_classes, -1)
         t = target.reshape(batch, 1, -1)
         f = None if factor is None else factor.reshape(batch, 1, -1)
-        # boolean one-hot: 1 byte per element, and where() avoids float products
         classes = torch.arange(n_classes, device=z.device).view(1, n_classes, 1)
-        onehot = t == classes
+        onehot = (t == classes).to(z.dtype)
+        yf = onehot if f is None else onehot * f
         ce = None
         if want_ce:
             logp = F.log_softmax(z, dim=1)
-            log_pt = torch.where(onehot, logp, 0.0)
-            ce = -(log_pt.sum() if f is None else (log_pt * f).sum())
+            ce = -_dot(logp, yf).sum()
             p = logp.exp_()  # reuse the log-softmax buffer for the probabilities
         else:
             p = F.softmax(z, dim=1)
-        pf = p if f is None else p * f
-        pred = pf.sum(-1)
-        pred_sq = (pf * p).sum(-1) if want_sq else None
-        inter = torch.where(onehot, pf, 0.0).sum(-1)
-        ground = onehot.sum(-1).to(pred.dtype) if f is None else torch.where(onehot, f, 0.0).sum(-1)
+        pred = p.sum(-1) if f is None else _dot(p, f.expand_as(p).contiguous())
+        pred_sq = _dot(p, p if f is None else p * f) if want_sq else None
+        inter = _dot(p, yf)
+        ground = yf.sum(-1)
         ctx.save_for_backward(p, onehot, f)
         ctx.shape = logits.shape
         return inter, pred, pred_sq, ground, ce
@@ -63,21 +68,20 @@ class _SoftmaxRegionSums(torch.autograd.Function):
         zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
         a = (zeros if g_pred is None else g_pred).unsqueeze(-1)
         b = (zeros if g_inter is None else g_inter).unsqueeze(-1)
-        # dL/dp_c(x) = f(x) [g_pred_c + [t=c] g_inter_c + 2 p_c g_sq_c]
-        dp = torch.where(onehot, a + b, a)
+        # dL/dp_c(x) = f(x) [g_pred_c + y_c(x) g_inter_c + 2 p_c g_sq_c]
+        dp = torch.addcmul(a, onehot, b)
         if g_sq is not None:
-            dp = dp + 2 * p * g_sq.unsqueeze(-1)
+            dp = dp.addcmul_(p, g_sq.unsqueeze(-1), value=2.0)
         if f is not None:
-            dp = dp * f
+            dp = dp.mul_(f)
         # softmax Jacobian dz_c = p_c (dp_c - sum_k p_k dp_k), PyTorch's fused kernel
-        grad = torch._softmax_backward_data(dp.expand_as(p), p, 1, p.dtype)
+        grad = torch._softmax_backward_data(dp, p, 1, p.dtype)
         if g_ce is not None:
             # d(sum f CE)/dz = f (p - y)
-            ce_scale = g_ce if f is None else g_ce * f
             if f is None:
-                grad = grad.add_(torch.where(onehot, p - 1, p), alpha=float(g_ce))
+                grad = grad.add_(p, alpha=float(g_ce)).sub_(onehot, alpha=float(g_ce))
             else:
-                grad = grad.addcmul_(torch.where(onehot, p - 1, p), ce_scale)
+                grad = grad.addcmul_(p - onehot, g_ce * f)
         return grad.view(ctx.shape), None, None, None, None
 
 
