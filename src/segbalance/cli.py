@@ -49,6 +49,109 @@ def losses() -> None:
     console.print(f"Every loss also takes: {common}.")
 
 
+@app.command()
+def analyze(
+    dataset: str = typer.Argument(..., help="Dataset folder (MSD or nnU-Net v2 raw layout)."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print only the JSON statistics on stdout."
+    ),
+    plot: str = typer.Option(
+        None, "--plot", help="Write histograms (fraction, lesion size) to this PNG."
+    ),
+    check: bool = typer.Option(
+        False, "--check", help="Report every problem of the dataset, not just the first."
+    ),
+    cases: bool = typer.Option(False, "--cases", help="Also print one table row per case."),
+) -> None:
+    """Imbalance statistics, CALF recommendation, prior and suggested patch sampling."""
+    import json
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from segbalance.data.imbalance import check_dataset, imbalance_stats
+
+    err = Console(stderr=True)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("reading cases", total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"reading {name}")
+
+        if check:
+            problems = check_dataset(dataset, progress=advance)
+            if problems:
+                bar.stop()
+                for problem in problems:
+                    print(f"error: {problem.line()}", file=sys.stderr)
+                raise typer.Exit(2)
+            bar.update(task, completed=0, total=None, description="statistics")
+        stats = imbalance_stats(dataset, progress=advance)
+    if plot:
+        from segbalance.data.analysis_view import plot_stats
+
+        plot_stats(stats, plot)
+    if json_out:
+        print(json.dumps(stats, indent=1))
+        return
+    from segbalance.data.analysis_view import render_stats
+
+    render_stats(stats, Console(), per_case=cases)
+    if plot:
+        Console().print(f"figure: {plot}")
+
+
+@app.command()
+def phantom(
+    out_dir: str = typer.Argument(..., help="Folder to write the MSD-layout phantom into."),
+    seed: int = typer.Option(0, "--seed", help="Case i depends only on (seed, i)."),
+    n_cases: int = typer.Option(8, "--cases", min=1, help="Number of cases."),
+    shape: str = typer.Option("64,64,64", "--shape", help="Volume shape, e.g. 64,64,64."),
+    fg_fraction: float = typer.Option(
+        0.002, "--fg-fraction", help="Mean foreground fraction per case."
+    ),
+    n_classes: int = typer.Option(1, "--classes", min=1, help="Number of foreground classes."),
+) -> None:
+    """Write the synthetic phantom dataset (byte-identical for the same arguments)."""
+    from segbalance.errors import InputError
+
+    try:
+        sizes = tuple(int(v) for v in shape.split(","))
+    except ValueError:
+        raise InputError(
+            "--shape", f"cannot parse {shape!r}", "three integers like 64,64,64"
+        ) from None
+    if len(sizes) != 3 or min(sizes) < 8:
+        raise InputError("--shape", f"got {shape!r}", "three sizes >= 8 like 64,64,64")
+    if not 0.0 <= fg_fraction < 0.5:
+        raise InputError("--fg-fraction", f"got {fg_fraction}", "a fraction in [0, 0.5)")
+    if n_classes > 8:
+        raise InputError("--classes", f"got {n_classes}", "1 to 8 foreground classes")
+    from segbalance.data.phantom import write_phantom
+
+    path = write_phantom(
+        out_dir,
+        n_cases=n_cases,
+        shape=sizes,
+        fg_fraction=fg_fraction,
+        n_classes=n_classes,
+        seed=seed,
+    )
+    print(path)
+
+
 def main() -> None:
     """Entry point: one-line errors (exit 2 for bad input, 1 for failed runs)."""
     from segbalance.errors import InputError
