@@ -80,7 +80,7 @@ def sam_step(
     else:
         losses = step.sam_local()
     optimizer.zero_grad(set_to_none=True)
-    return float(sum(f * loss for f, loss in zip(step.fractions, losses, strict=True)))
+    return float(sum(f * loss.double() for f, loss in zip(step.fractions, losses, strict=True)))
 
 
 def _check_micro_batches(micro_batches: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -139,7 +139,7 @@ class _Step:
                     loss = self.loss_fn(output, target, weight=weight)
             scaled = loss * factor
             (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-        return loss.detach().float()
+        return loss.detach()
 
     def one_pass(self) -> list[Tensor]:
         """Plain step (or a non-perturbing LookSAM/SAM-k step): accumulate, sync on the last."""

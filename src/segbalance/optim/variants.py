@@ -64,7 +64,9 @@ class LookSAM(SAM):
     gradient ``g_s`` orthogonal to the gradient ``g`` at ``w``:
     ``g_v = g_s - ||g_s|| cos(g, g_s) g / ||g||``. Other steps take one pass and use
     ``g + alpha * ||g|| / ||g_v|| * g_v`` (``g`` unchanged where ``||g_v|| = 0``).
-    Cost about ``1 + 1/k`` passes; memory one more parameter copy (``g_v``).
+    Cost about ``1 + 1/k`` passes; memory one more parameter copy (``g_v``). A ``g_v``
+    at rounding-noise level (``||g_v|| <= 100 eps ||g_s||``, e.g. any 1-element tensor in
+    the per-tensor mode) is treated as 0.
 
     Defaults ``k=5``, ``alpha=0.7`` come from public unofficial implementations (the
     paper's table values are not verified; METHODS §8.6). The decomposition is per
@@ -136,9 +138,24 @@ class LookSAM(SAM):
         new_g_v = {
             p: gs - coef.to(gs) * g for (p, g), gs, coef in zip(pairs, gs_list, coefs, strict=True)
         }
+        self._drop_rounding_noise(new_g_v, gs_list)
         # A non-finite g_s (fp16 overflow: the step is skipped) must not poison g_v.
         if bool(torch.stack([torch.isfinite(v).all() for v in new_g_v.values()]).all()):
             self.g_v = new_g_v
+
+    def _drop_rounding_noise(self, g_v: dict[Tensor, Tensor], gs_list: list[Tensor]) -> None:
+        """Zero ``g_v`` where ``||g_v|| <= 100 eps ||g_s||``: that is cancellation noise (a
+        1-element tensor's ``g_v`` is exactly 0), and the ``||g|| / ||g_v||`` rescaling
+        would blow it up to a full-size step in a random direction."""
+        values = list(g_v.values())
+        tol = 100 * torch.finfo(values[0].dtype).eps
+        if self.looksam_global:
+            keep = global_norm(values) > tol * global_norm(gs_list)
+            for v in values:
+                v.mul_(keep.to(v))
+            return
+        for v, gs in zip(values, gs_list, strict=True):
+            v.mul_((global_norm([v]) > tol * global_norm([gs])).to(v))
 
     def _add_g_v(self) -> None:
         pairs = [
