@@ -25,7 +25,8 @@ def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple
         connectivity: 26/18/6 in 3D, 8/4 in 2D; default full (26 or 8).
 
     Returns:
-        ``(labels, n)``: uint32 array ``(*S)`` with 0 background and 1..n components.
+        ``(labels, n)``: unsigned integer array ``(*S)`` (cc3d picks the narrowest dtype)
+        with 0 background and 1..n components.
     """
     import cc3d
 
@@ -36,7 +37,7 @@ def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple
         connectivity = 26 if mask.ndim == 3 else 8
     binary = np.ascontiguousarray(mask != 0, dtype=np.uint8)
     labels, n = cc3d.connected_components(binary, connectivity=connectivity, return_N=True)
-    return labels.astype(np.uint32, copy=False), int(n)
+    return labels, int(n)
 
 
 def component_sizes(labels: np.ndarray, n: int | None = None) -> np.ndarray:
@@ -119,9 +120,7 @@ def calf_select(fractions: Sequence[float] | np.ndarray, *, warn: bool = True) -
     if f.size < 3 or math.isnan(s):
         reason = f"{f.size} case(s)" if f.size < 3 else "zero variance"
         if warn:
-            warnings.warn(
-                f"CALF statistic is degenerate ({reason}); using bce_dice", stacklevel=2
-            )
+            warnings.warn(f"CALF statistic is degenerate ({reason}); using bce_dice", stacklevel=2)
         return {
             "branch": "bce_dice",
             "path": f"degenerate statistic ({reason}) -> bce_dice",
@@ -130,7 +129,13 @@ def calf_select(fractions: Sequence[float] | np.ndarray, *, warn: bool = True) -
             "n_cases": int(f.size),
         }
     branch, path = calf_branch(s, k)
-    return {"branch": branch, "path": path, "skewness": s, "excess_kurtosis": k, "n_cases": int(f.size)}
+    return {
+        "branch": branch,
+        "path": path,
+        "skewness": s,
+        "excess_kurtosis": k,
+        "n_cases": int(f.size),
+    }
 
 
 # Inverse lesion-volume weighting bounds from neuro-ml/inverse_weighting (METHODS §3).
@@ -156,19 +161,23 @@ def inverse_weights_from_components(
         float32 array ``(*S)``.
     """
     comp = np.asarray(components)
-    flat = comp.ravel().astype(np.intp, copy=False)
-    if valid is not None:
-        valid_flat = np.asarray(valid, dtype=bool).ravel()
-        sizes = np.bincount(flat[valid_flat], minlength=1)
-        n_total = int(valid_flat.sum())
+    # lesions are a small share of voxels: count and index only them (the bulk is background)
+    if valid is None:
+        lesion = comp != 0
+        n_total = comp.size
     else:
-        sizes = np.bincount(flat, minlength=1)
-        n_total = flat.size
+        valid = np.asarray(valid, dtype=bool)
+        lesion = (comp != 0) & valid
+        n_total = int(np.count_nonzero(valid))
+    ids = comp[lesion].astype(np.intp, copy=False)
+    sizes = np.bincount(ids, minlength=1)
+    sizes[0] = n_total - ids.size  # background (valid voxels only) is one component
     k = int(np.count_nonzero(sizes[1:]))
     with np.errstate(divide="ignore"):
         per_component = n_total / ((k + 1) * sizes.astype(np.float64))
     per_component = np.clip(per_component, IW_MIN_WEIGHT, IW_MAX_WEIGHT).astype(np.float32)
-    weights = per_component[flat].reshape(comp.shape)
+    weights = np.full(comp.shape, per_component[0], dtype=np.float32)
+    weights[lesion] = per_component[ids]
     if valid is not None:
-        weights[~np.asarray(valid, dtype=bool)] = 0.0
+        weights[~valid] = 0.0
     return weights
