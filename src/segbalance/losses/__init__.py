@@ -2,56 +2,49 @@
 
 >>> from segbalance.losses import build_loss
 >>> loss_fn = build_loss("0.5*la_ce+dice", prior=0.002)
+
+Attributes are imported lazily (PEP 562), so ``segbalance.losses.spec`` (names, options,
+defaults) can be read without importing torch: ``segbalance losses`` stays fast.
 """
 
-from segbalance.losses.balanced_ce import BalancedCELoss, DilatedBalancedCELoss
-from segbalance.losses.base import SegLoss
-from segbalance.losses.calf import CALFLoss
-from segbalance.losses.compound import (
-    LOSS_CLASSES,
-    CompoundLoss,
-    build_loss,
-    parse_loss_expression,
-)
-from segbalance.losses.crossentropy import (
-    CrossEntropyLoss,
-    FocalLoss,
-    LogitAdjustedCELoss,
-    TopKCELoss,
-    clamp_estimated_prior,
-)
-from segbalance.losses.dice import (
-    AsymmetricSimilarityLoss,
-    DiceLoss,
-    GeneralizedDiceLoss,
-    TverskyLoss,
-)
-from segbalance.losses.dice_variants import PixelModulatedDiceLoss, TopKDiceLoss
-from segbalance.losses.inputs import LossInputs
-from segbalance.losses.spec import available_losses
-from segbalance.losses.weighting import inverse_lesion_weights
+from __future__ import annotations
 
-__all__ = [
-    "LOSS_CLASSES",
-    "AsymmetricSimilarityLoss",
-    "BalancedCELoss",
-    "CALFLoss",
-    "CompoundLoss",
-    "CrossEntropyLoss",
-    "DiceLoss",
-    "DilatedBalancedCELoss",
-    "FocalLoss",
-    "GeneralizedDiceLoss",
-    "LogitAdjustedCELoss",
-    "LossInputs",
-    "PixelModulatedDiceLoss",
-    "SegLoss",
-    "TopKCELoss",
-    "TopKDiceLoss",
-    "TverskyLoss",
-    "available_losses",
-    "build_loss",
-    "clamp_estimated_prior",
-    "inverse_lesion_weights",
-    "parse_loss_expression",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BalancedCELoss": "balanced_ce",
+    "DilatedBalancedCELoss": "balanced_ce",
+    "SegLoss": "base",
+    "CALFLoss": "calf",
+    "LOSS_CLASSES": "compound",
+    "CompoundLoss": "compound",
+    "build_loss": "compound",
+    "parse_loss_expression": "compound",
+    "CrossEntropyLoss": "crossentropy",
+    "FocalLoss": "crossentropy",
+    "LogitAdjustedCELoss": "crossentropy",
+    "TopKCELoss": "crossentropy",
+    "clamp_estimated_prior": "crossentropy",
+    "AsymmetricSimilarityLoss": "dice",
+    "DiceLoss": "dice",
+    "GeneralizedDiceLoss": "dice",
+    "TverskyLoss": "dice",
+    "PixelModulatedDiceLoss": "dice_variants",
+    "TopKDiceLoss": "dice_variants",
+    "LossInputs": "inputs",
+    "available_losses": "spec",
+    "inverse_lesion_weights": "weighting",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"segbalance.losses.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module 'segbalance.losses' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
