@@ -1,8 +1,8 @@
 """Training patch loader: foreground oversampling, augmentation, inverse lesion weights.
 
-Batch ``i`` is a pure function of ``(seed, i)``: its generator is
-``numpy.random.default_rng([seed, i])``. Worker processes can therefore build any batch
-in any order, and resuming only needs the position (``state_dict()``).
+Batch ``i`` is a pure function of ``(seed, i)``: patch ``b`` of it draws from
+``numpy.random.default_rng([seed, i, b])``. Worker processes can therefore build any
+batch in any order, and resuming only needs the position (``state_dict()``).
 
 Batches are tuples of torch tensors:
 ``inputs`` float32 ``(B, C, *patch)``, ``target`` int64 ``(B, 1, *patch)`` and, with
@@ -12,12 +12,15 @@ Batches are tuples of torch tensors:
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from segbalance.data.augment import (
     AugmentSettings,
+    IntensityDraw,
+    SpatialDraw,
     apply_intensity,
     crop_with_padding,
     draw_intensity,
@@ -188,10 +191,10 @@ class PatchLoader:
         """Build batch ``index`` (a pure function of ``(seed, index)``)."""
         import torch
 
-        rng = np.random.default_rng([self.seed, int(index)])
-        samples = [
-            self._sample(rng, int(index) * self.batch_size + b) for b in range(self.batch_size)
-        ]
+        samples = []
+        for b in range(self.batch_size):
+            rng = self._rng(index, b)
+            samples.append(self._render(self._plan(rng, int(index) * self.batch_size + b), rng))
         inputs = torch.from_numpy(np.stack([s[0] for s in samples]))
         target = torch.from_numpy(np.stack([s[1] for s in samples])[:, None].astype(np.int64))
         if not self.with_weights:
@@ -199,55 +202,99 @@ class PatchLoader:
         weight = torch.from_numpy(np.stack([patch_weights(s[2]) for s in samples])[:, None])
         return inputs, target, weight
 
+    def plan(self, index: int) -> list[PatchPlan]:
+        """The random choices behind batch ``index`` (case, position, augmentation)."""
+        return [
+            self._plan(self._rng(index, b), int(index) * self.batch_size + b)
+            for b in range(self.batch_size)
+        ]
+
     def forced_foreground(self, j: int) -> bool:
         """Whether patch ``j`` of the stream is centred on foreground."""
         p = self.share
         return (j + 1) * p.numerator // p.denominator > j * p.numerator // p.denominator
 
-    def _sample(
-        self, rng: np.random.Generator, j: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rng(self, index: int, b: int) -> np.random.Generator:
+        # one generator per patch: plan() can replay the choices without the noise draws
+        return np.random.default_rng([self.seed, int(index), b])
+
+    def _plan(self, rng: np.random.Generator, j: int) -> PatchPlan:
         case = self.cases[int(rng.integers(len(self.cases)))]
         shape = case.shape
         low = [min(0, s - p) for s, p in zip(shape, self.patch, strict=True)]
         high = [max(0, s - p) for s, p in zip(shape, self.patch, strict=True)]
-        voxel = self._foreground_voxel(rng, case) if self.forced_foreground(j) else None
+        forced = self.forced_foreground(j)
+        cls, voxel = self._foreground_voxel(rng, case) if forced else (None, None)
         if voxel is None:
             start = [int(rng.integers(lo, hi + 1)) for lo, hi in zip(low, high, strict=True)]
         else:
+            # centred on the voxel, shifted to stay inside the (padded) volume: the voxel
+            # always lies in the patch
             start = [
                 int(np.clip(v - p // 2, lo, hi))
                 for v, p, lo, hi in zip(voxel, self.patch, low, high, strict=True)
             ]
         spatial = draw_spatial(rng, self.augment, self.planes)
-        image, label, components = case.arrays()
-        if spatial.matrix is None:
-            patches = [crop_with_padding(a, start, self.patch) for a in (image, label, components)]
+        intensity = draw_intensity(rng, self.augment)
+        return PatchPlan(
+            case.name,
+            tuple(start),
+            forced,
+            cls,
+            None if voxel is None else tuple(int(v) for v in voxel),
+            spatial,
+            intensity,
+        )
+
+    def _render(
+        self, plan: PatchPlan, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        image, label, components = self.data[plan.case].arrays()
+        if plan.spatial.matrix is None:
+            patches = [
+                crop_with_padding(a, plan.start, self.patch) for a in (image, label, components)
+            ]
         else:
-            centre = np.array(start, dtype=np.float64) + (np.array(self.patch) - 1) / 2.0
+            centre = np.array(plan.start, dtype=np.float64) + (np.array(self.patch) - 1) / 2.0
+            arrays = (image, label, components)
             patches = sample_affine(
-                (image, label, components), (True, False, False), centre, self.patch, spatial.matrix
+                arrays, (True, False, False), centre, self.patch, plan.spatial.matrix
             )
-        img, lab, comp = (flip_rotate(p, spatial) for p in patches)
-        img = np.ascontiguousarray(img, dtype=np.float32)
-        img = apply_intensity(img, draw_intensity(rng, self.augment), rng)
+        img, lab, comp = (flip_rotate(p, plan.spatial) for p in patches)
+        img = apply_intensity(np.ascontiguousarray(img, dtype=np.float32), plan.intensity, rng)
         return img, np.ascontiguousarray(lab), np.ascontiguousarray(comp)
 
-    def _foreground_voxel(self, rng: np.random.Generator, case: CachedCase) -> np.ndarray | None:
+    def _foreground_voxel(
+        self, rng: np.random.Generator, case: CachedCase
+    ) -> tuple[int | None, np.ndarray | None]:
         present = case.present_classes()
         if not present:
-            return None  # empty case: a random patch
+            return None, None  # empty case: a random patch
         cls = present[int(rng.integers(len(present)))]
         coords, ids = case.locations(cls)
         if self.foreground_sampling == "voxel":
-            return coords[int(rng.integers(len(coords)))]
+            return cls, coords[int(rng.integers(len(coords)))]
         key = (case.name, cls)
         if key not in self._lesion_index:
             _, starts, counts = np.unique(ids, return_index=True, return_counts=True)
             self._lesion_index[key] = (starts, counts)
         starts, counts = self._lesion_index[key]
         lesion = int(rng.integers(len(starts)))
-        return coords[starts[lesion] + int(rng.integers(counts[lesion]))]
+        return cls, coords[starts[lesion] + int(rng.integers(counts[lesion]))]
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """Random choices of one patch: ``start`` is the corner in preprocessed voxels (before
+    augmentation); ``voxel`` the foreground voxel it was centred on (forced patches)."""
+
+    case: str
+    start: tuple[int, int, int]
+    forced: bool
+    cls: int | None
+    voxel: tuple[int, int, int] | None
+    spatial: SpatialDraw
+    intensity: IntensityDraw
 
 
 class _BatchDataset:

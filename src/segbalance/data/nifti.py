@@ -68,7 +68,7 @@ def load_header(path: Path, where: str):
     if stored < expected:
         raise InputError(
             where,
-            f"{rel}: truncated (header declares {expected} bytes, file holds {stored})",
+            f"{rel}: truncated (header declares shape {shape}: {expected} bytes, file holds {stored})",
             "a complete NIfTI file",
         )
     return img
