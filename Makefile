@@ -18,8 +18,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The main job on the embedded default until the training demo lands: the loss table, a
+# seeded synthetic phantom, and its imbalance analysis with the CALF recommendation.
+DEMO_DIR ?= demo_output
 demo: $(STAMP)
-	$(BIN)/segbalance demo
+	$(BIN)/segbalance losses
+	$(BIN)/segbalance phantom $(DEMO_DIR)/phantom --seed 0
+	$(BIN)/segbalance analyze $(DEMO_DIR)/phantom --plot $(DEMO_DIR)/phantom_imbalance.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -q
@@ -35,6 +40,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/losses.py
 	$(BIN)/python benchmarks/sam.py
+	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/loader.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo_output
