@@ -84,7 +84,8 @@ def analyze(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err, transient=True) as bar:
+    # no bar when stderr is not a terminal: it holds only the error lines then
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("reading cases", total=None)
 
         def advance(done: int, total: int, name: str) -> None:
@@ -96,7 +97,9 @@ def analyze(
                 bar.stop()
                 for problem in problems:
                     print(f"error: {problem.line()}", file=sys.stderr)
-                raise typer.Exit(2)
+                # SystemExit, not typer.Exit: main() runs typer with standalone_mode=False,
+                # where typer.Exit's code is returned rather than raised
+                sys.exit(2)
             bar.update(task, completed=0, total=None, description="statistics")
         stats = imbalance_stats(dataset, progress=advance)
     if plot:
