@@ -200,6 +200,25 @@ def test_param_groups_are_shared_with_the_base_optimizer() -> None:
     assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
 
 
+def test_added_param_group_gets_sam_and_base_defaults() -> None:
+    frozen, trainable = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(2, 2))
+    opt = SAM([trainable], torch.optim.AdamW, rho=0.1, lr=0.01)
+    opt.add_param_group({"params": [frozen], "lr": 0.001})
+    assert len(opt.param_groups) == len(opt.base_optimizer.param_groups) == 2
+    group = opt.base_optimizer.param_groups[1]
+    assert group["rho"] == 0.1 and group["betas"] == (0.9, 0.999) and group["lr"] == 0.001
+
+    def set_grads() -> None:
+        for p in (frozen, trainable):
+            p.grad = torch.ones(2, 2)
+
+    set_grads()
+    opt.first_step()
+    assert not torch.equal(frozen.detach(), torch.zeros(2, 2))  # the new group is perturbed
+    opt.second_step()
+    torch.testing.assert_close(frozen.detach(), torch.full((2, 2), -0.001))  # Adam: -lr * sign
+
+
 @pytest.mark.parametrize("rho", [-0.1, float("nan"), float("inf"), "0.05", True])
 def test_bad_rho_is_a_clear_error(rho) -> None:
     with pytest.raises(ValueError, match="rho"):

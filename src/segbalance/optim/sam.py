@@ -81,6 +81,17 @@ class SAM(torch.optim.Optimizer):
         self._saved_w: dict[Tensor, Tensor] = {}  # copy of w, reused across steps
         self._perturbed: list[Tensor] = []
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (e.g. unfrozen layers) to the shared groups, with SAM's defaults."""
+        if not hasattr(self, "base_optimizer"):  # called by Optimizer.__init__
+            super().add_param_group(param_group)
+            return
+        param_group.setdefault("rho", self.defaults["rho"])
+        param_group["rho"] = check_rho(param_group["rho"], "param_group['rho']")
+        for key in ("adaptive", "asam_eta", "asam_exclude_bias", "exclude_norm_bias"):
+            param_group.setdefault(key, self.defaults[key])
+        self.base_optimizer.add_param_group(param_group)
+
     @property
     def is_sam_iteration(self) -> bool:
         """Whether the next step perturbs (two passes) rather than a plain base step."""
