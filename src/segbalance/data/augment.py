@@ -177,51 +177,97 @@ def sample_affine(
     Returns:
         one patch per array, dtype kept, zeros outside the volume.
     """
-    import torch
-    import torch.nn.functional as F
-
-    offsets = _patch_offsets(patch)
-    points = offsets @ matrix.T.astype(np.float32) + centre.astype(np.float32)
-    corners = np.array(np.meshgrid(*[[0, p - 1] for p in patch], indexing="ij")).reshape(3, -1).T
-    corner_pts = (corners - (np.array(patch) - 1) / 2.0) @ matrix.T + centre
-    lo = np.floor(corner_pts.min(axis=0)).astype(int) - 1
-    hi = np.ceil(corner_pts.max(axis=0)).astype(int) + 2
-    region = tuple(int(h - lo_) for h, lo_ in zip(hi, lo, strict=True))
-    grid = (points - lo) * (2.0 / (np.array(region, dtype=np.float32) - 1.0)) - 1.0
-    grid_t = torch.from_numpy(np.ascontiguousarray(grid[..., ::-1]))[
-        None
-    ]  # (1, *P, 3) as (x, y, z)
+    coords = _patch_coordinates(patch, matrix, centre)
     out = []
+    linear_arrays = [a for a, lin in zip(arrays, interpolate, strict=True) if lin]
+    sampled_linear = iter(
+        _trilinear(linear_arrays, coords, patch, matrix, centre) if linear_arrays else []
+    )
+    nearest_index = None
     for array, linear in zip(arrays, interpolate, strict=True):
-        crop = crop_with_padding(array, tuple(lo), region)
-        channels = crop if crop.ndim == 4 else crop[None]
-        work = np.float32 if linear or array.dtype.itemsize < 4 else np.float64  # exact ids < 2**53
-        tensor = torch.from_numpy(channels.astype(work, copy=False))[None]
-        sampled = F.grid_sample(
-            tensor,
-            grid_t.to(tensor.dtype),
-            mode="bilinear" if linear else "nearest",
-            padding_mode="zeros",
-            align_corners=True,
-        )[0].numpy()
-        sampled = sampled if array.ndim == 4 else sampled[0]
-        out.append(
-            sampled.astype(array.dtype, copy=False)
-            if linear
-            else np.rint(sampled).astype(array.dtype)
-        )
+        if linear:
+            out.append(next(sampled_linear))
+            continue
+        if nearest_index is None:
+            nearest_index = _nearest_index(coords, array.shape[-3:])
+        index, inside = nearest_index
+        # gather: exact for any integer dtype (no float round trip of label or component ids)
+        values = np.asarray(array)[(..., *index)]
+        values[..., ~inside] = 0
+        out.append(values)
     return out
 
 
-_OFFSETS: dict[tuple[int, int, int], np.ndarray] = {}
+def _patch_coordinates(
+    patch: tuple[int, int, int], matrix: np.ndarray, centre: np.ndarray
+) -> list[np.ndarray]:
+    """Volume coordinate along each axis of every patch voxel, three float32 ``(*P)`` arrays.
+
+    Built from outer sums of the three 1-D offset vectors (the patch is a grid), cheaper
+    than a ``(*P, 3) @ (3, 3)`` product.
+    """
+    axes = [np.arange(p, dtype=np.float32) - np.float32((p - 1) / 2.0) for p in patch]
+    shaped = [axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]]
+    m = matrix.astype(np.float32)
+    return [
+        m[i, 0] * shaped[0] + m[i, 1] * shaped[1] + (m[i, 2] * shaped[2] + np.float32(centre[i]))
+        for i in range(3)
+    ]
 
 
-def _patch_offsets(patch: tuple[int, int, int]) -> np.ndarray:
-    """``(*P, 3)`` float32 voxel offsets from the patch centre (cached per patch size)."""
-    if patch not in _OFFSETS:
-        axes = [np.arange(p, dtype=np.float32) - (p - 1) / 2.0 for p in patch]
-        _OFFSETS[patch] = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
-    return _OFFSETS[patch]
+def _nearest_index(
+    coords: list[np.ndarray], shape: tuple[int, ...]
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Rounded (half to even, as grid_sample 'nearest') indices, clamped, and the inside mask."""
+    index, inside = [], None
+    for coord, n in zip(coords, shape, strict=True):
+        rounded = np.rint(coord).astype(np.intp)
+        ok = (rounded >= 0) & (rounded < n)
+        inside = ok if inside is None else inside & ok
+        index.append(np.clip(rounded, 0, n - 1, out=rounded))
+    return tuple(index), inside  # type: ignore[return-value]
+
+
+def _trilinear(
+    arrays: list[np.ndarray],
+    coords: list[np.ndarray],
+    patch: tuple[int, int, int],
+    matrix: np.ndarray,
+    centre: np.ndarray,
+) -> list[np.ndarray]:
+    """Trilinear sampling (zeros outside) of each array at ``coords``, one grid_sample call."""
+    import torch
+    import torch.nn.functional as F
+
+    # the map is linear: the patch corners bound the region to read from the memory map
+    corners = np.array(np.meshgrid(*[[0, p - 1] for p in patch], indexing="ij")).reshape(3, -1).T
+    corner_pts = (corners - (np.asarray(patch) - 1) / 2.0) @ matrix.T + centre
+    lo = np.floor(corner_pts.min(axis=0)).astype(np.int64) - 1
+    hi = np.ceil(corner_pts.max(axis=0)).astype(np.int64) + 2
+    region = tuple(int(h - low) for h, low in zip(hi, lo, strict=True))
+    crops = [crop_with_padding(a, tuple(int(v) for v in lo), region) for a in arrays]
+    stacked = np.concatenate(
+        [(c if c.ndim == 4 else c[None]).astype(np.float32, copy=False) for c in crops]
+    )
+    grid = np.empty((*patch, 3), dtype=np.float32)
+    for axis in range(3):  # grid_sample wants (x, y, z) = (axis 2, axis 1, axis 0) in [-1, 1]
+        scale = np.float32(2.0 / (region[axis] - 1.0))
+        np.multiply(coords[axis] - np.float32(lo[axis]), scale, out=grid[..., 2 - axis])
+    grid -= np.float32(1.0)
+    sampled = F.grid_sample(
+        torch.from_numpy(stacked)[None],
+        torch.from_numpy(grid)[None],
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )[0].numpy()
+    out, first = [], 0
+    for array, crop in zip(arrays, crops, strict=True):
+        n = crop.shape[0] if crop.ndim == 4 else 1
+        part = sampled[first : first + n]
+        first += n
+        out.append((part if array.ndim == 4 else part[0]).astype(array.dtype, copy=False))
+    return out
 
 
 def flip_rotate(array: np.ndarray, draw: SpatialDraw) -> np.ndarray:
