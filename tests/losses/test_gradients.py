@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from segbalance.losses import build_loss
 
@@ -129,3 +130,82 @@ def test_adaptive_wce_beta_is_not_detached() -> None:
     beta = (z.size - s) / s
     frozen = numeric_grad(lambda zz: ref.ce(zz, t, pos_weight=beta), z)
     assert not np.allclose(got, frozen, rtol=1e-3, atol=1e-6)
+
+
+COMPOUNDS = [
+    ("dice+ce", lambda z, t, **kw: ref.dice(z, t, **kw) + ref.ce(z, t, **kw)),
+    (
+        "0.3*ce+2*dice+tversky",
+        lambda z, t, **kw: 0.3 * ref.ce(z, t, **kw) + 2 * ref.dice(z, t, **kw)
+        + ref.tversky(z, t, **kw),
+    ),
+    (
+        "generalized_dice+0.5*asym+focal",
+        lambda z, t, **kw: ref.generalized_dice(z, t, **kw) + 0.5 * ref.asym(z, t, **kw)
+        + ref.focal(z, t, **kw),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["plain", "ignore+weight"])
+@pytest.mark.parametrize("c", [1, 3])
+@pytest.mark.parametrize(("spec", "reference"), COMPOUNDS, ids=[s for s, _ in COMPOUNDS])
+def test_compound_gradient_matches_finite_differences(spec, reference, c, mode) -> None:
+    """Compounds share activations and region sums (fused backward): check the whole gradient."""
+    ignore = IGNORE if mode != "plain" else None
+    z, t = random_case(515 + c, n_classes=c, spatial=(3, 4, 2), fg=0.4, ignore_index=ignore)
+    w = random_weights(515, t) if mode != "plain" else None
+    kw = {"ignore_index": ignore, "weight": w}
+    got = autograd(spec, {"ignore_index": ignore}, z, t, w)
+    expected = numeric_grad(lambda zz: reference(zz, t, **kw), z)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
+
+
+def _all_names_with_options(c: int) -> list[tuple[str, dict]]:
+    from segbalance.losses import available_losses
+
+    out = []
+    for name in available_losses():
+        opts: dict = {}
+        if name in ("la_ce", "balanced"):
+            opts["prior"] = 0.1 if c == 1 else [0.7, 0.2, 0.1]
+        if name == "calf":
+            opts["branch"] = "bce_dice"
+        out.append((name, opts))
+    return out
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_upstream_gradient_is_respected(c: int) -> None:
+    """backward of s * L gives s times the gradient of L (custom backwards use grad_output),
+    also for compounds of fused terms."""
+    z, t = random_case(519, n_classes=c, spatial=(4, 5, 3))
+    specs = [*_all_names_with_options(c), ("dice+ce", {}), ("0.5*tversky+generalized_dice", {})]
+    for name, opts in specs:
+        loss = build_loss(name, **opts)
+        x1, x2 = tt(z).requires_grad_(True), tt(z).requires_grad_(True)
+        loss(x1, tl(t)).backward()
+        (-2.5 * loss(x2, tl(t))).backward()
+        np.testing.assert_allclose(
+            x2.grad.numpy(), -2.5 * x1.grad.numpy(), rtol=1e-12, err_msg=name
+        )
+
+
+def test_float32_compound_gradient() -> None:
+    """The float32 path (the training dtype) agrees with float64 finite differences."""
+    z, t = random_case(521, n_classes=3, spatial=(3, 4, 2), fg=0.4)
+    x = tt(z, torch.float32).requires_grad_(True)
+    build_loss("dice+ce+tversky")(x, tl(t)).backward()
+    assert x.grad.dtype == torch.float32
+    f = lambda zz: ref.dice(zz, t) + ref.ce(zz, t) + ref.tversky(zz, t)  # noqa: E731
+    np.testing.assert_allclose(x.grad.double().numpy(), numeric_grad(f, z), rtol=1e-4, atol=1e-6)
+
+
+def test_no_grad_and_plain_tensors() -> None:
+    """Validation use: logits without requires_grad and under no_grad give the same value."""
+    z, t = random_case(523, n_classes=3)
+    loss = build_loss("dice+ce")
+    with torch.no_grad():
+        a = float(loss(tt(z), tl(t)))
+    b = float(loss(tt(z), tl(t)))
+    assert a == b == pytest.approx(ref.dice(z, t) + ref.ce(z, t), rel=1e-9)
