@@ -94,3 +94,11 @@ def test_radius_mm_anisotropic_ellipsoid() -> None:
     expected = ref.dbce(z, t, radius_mm=2.5, spacing=(2.5, 1.0, 1.0))
     assert got == pytest.approx(expected, rel=RTOL)
     assert got != pytest.approx(ref.dbce(z, t, radius=2.5), rel=1e-4)
+
+
+def test_radius_mm_2d() -> None:
+    z, t = random_case(319, n_classes=3, spatial=(15, 17), fg=0.02)
+    got = value(build_loss("dbce", radius_mm=3.0, spacing=(1.0, 1.5)), z, t)
+    assert got == pytest.approx(ref.dbce(z, t, radius_mm=3.0, spacing=(1.0, 1.5)), rel=RTOL)
+    iso = value(build_loss("dbce", radius_mm=4.0, spacing=(2.0, 2.0)), z, t)
+    assert iso == pytest.approx(value(build_loss("dbce", radius=2), z, t), rel=1e-9)
