@@ -188,11 +188,21 @@ def main() -> None:
     }
     for source in sources.values():  # warm-up (imports, first memory-map touches)
         time_batches(source, 2)
-    rates: dict[str, list[float]] = {name: [] for name in sources}
-    for _ in range(args.repeats):
-        for name, source in sources.items():
-            rates[name].append(time_batches(source, args.batches))
-    medians = {name: statistics.median(v) for name, v in rates.items()}
+    default_threads = torch.get_num_threads()
+    # Loaders are compared with one torch thread, as inside DataLoader workers: with 2
+    # intra-op threads on a loaded 2-core machine every small torch op waits for a busy
+    # core, which slows MONAI's many small ops ~7x and would inflate the ratio. The
+    # default-thread numbers are recorded too.
+    rates: dict[str, dict[str, list[float]]] = {}
+    for threads in dict.fromkeys((1, default_threads)):
+        torch.set_num_threads(threads)
+        rates[str(threads)] = {name: [] for name in sources}
+        for _ in range(args.repeats):
+            for name, source in sources.items():
+                rates[str(threads)][name].append(time_batches(source, args.batches))
+    torch.set_num_threads(default_threads)
+    medians = {t: {name: statistics.median(v) for name, v in r.items()} for t, r in rates.items()}
+    main_rates = medians["1"]
     steps = train_steps_per_second(args.train_steps)
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -203,17 +213,18 @@ def main() -> None:
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-        "torch_threads": torch.get_num_threads(),
         "cases": len(names),
         "patch": list(PATCH),
         "batch": BATCH,
-        "patches_per_s": medians,
+        "patches_per_s": main_rates,
+        "patches_per_s_by_torch_threads": medians,
         "patches_per_s_all": rates,
         "ratio_vs_monai": {
-            name: medians[name] / medians["monai"] for name in ("segbalance", "segbalance+weights")
+            n: main_rates[n] / main_rates["monai"] for n in ("segbalance", "segbalance+weights")
         },
+        "train_threads": default_threads,
         "train_steps_per_s": steps,
-        "loader_batches_per_train_step": {name: medians[name] / BATCH / steps for name in medians},
+        "loader_batches_per_train_step": {n: main_rates[n] / BATCH / steps for n in main_rates},
         "one_off_s": {"segbalance_preprocess_cold": prep_s, "monai_cache_fill": cache_s},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -221,11 +232,15 @@ def main() -> None:
     print(
         f"hippocampus, {len(names)} cases, patch {PATCH}, batch {BATCH}, {args.repeats} rounds x {args.batches} batches"
     )
-    print(f"{'pipeline':<22}{'patches/s':>11}{'vs MONAI':>10}{'batches per train step':>25}")
-    for name, rate in medians.items():
-        ratio = rate / medians["monai"]
-        print(f"{name:<22}{rate:>11.1f}{ratio:>9.2f}x{rate / BATCH / steps:>25.1f}")
-    print(f"UNet 16-32-64-128 fwd+bwd+step: {steps:.2f} steps/s")
+    header = "".join(f"{'patches/s (' + t + ' thr)':>22}{'vs MONAI':>10}" for t in medians)
+    print(f"{'pipeline':<20}{header}{'batches/train step':>20}")
+    for name in main_rates:
+        cells = "".join(
+            f"{medians[t][name]:>22.1f}{medians[t][name] / medians[t]['monai']:>9.2f}x"
+            for t in medians
+        )
+        print(f"{name:<20}{cells}{main_rates[name] / BATCH / steps:>20.1f}")
+    print(f"UNet 16-32-64-128 fwd+bwd+step ({default_threads} threads): {steps:.2f} steps/s")
     print(
         f"one-off: segbalance preprocessing (cold cache) {prep_s:.1f} s, MONAI cache fill {cache_s:.1f} s"
     )
