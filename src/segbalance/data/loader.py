@@ -128,7 +128,6 @@ class PatchLoader:
         self.batches_per_epoch = int(batches_per_epoch)
         self.num_workers = int(num_workers)
         self.position = 0
-        self._torch_loader = None
         self._lesion_index: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
 
     # ---- position / resume -------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class PreprocessSettings:
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
     reorient: bool = True
     image_order: int = 3
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         schemes = (
@@ -123,7 +122,8 @@ def preprocess_case(
     """Apply the settings to a case read by :func:`segbalance.data.reader.read_case`."""
     import nibabel as nib
 
-    assert raw.image is not None, "preprocess_case needs the image intensities"
+    if raw.image is None:
+        raise ValueError(f"raw: expected a case read with images=True but {raw.name} has no image")
     original_shape = tuple(int(s) for s in raw.label.shape)
     if settings.reorient:
         ornt = nib.orientations.io_orientation(raw.affine)
