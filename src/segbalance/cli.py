@@ -161,7 +161,10 @@ def main() -> None:
 
     debug = "--debug" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
+        # with standalone_mode=False click returns typer.Exit's code instead of raising
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except InputError as exc:
         if debug:
             raise

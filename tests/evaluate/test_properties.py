@@ -76,4 +76,5 @@ def test_agrees_with_monai_on_random_masks(pair, tolerance) -> None:
     expected = monai_surface(pred, ref, spacing, tolerance)
     got = surface_metrics(pred, ref, spacing, tolerance)
     for key in ("hd95", "assd", "nsd"):
-        assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-6), key
+        # MONAI returns float32, ours float64: compare at float32 precision
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-5), key
