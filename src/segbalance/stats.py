@@ -47,30 +47,26 @@ def component_sizes(labels: np.ndarray, n: int | None = None) -> np.ndarray:
     return np.bincount(flat, minlength=minlength)
 
 
-def skewness(values: Sequence[float] | np.ndarray) -> float:
-    """Biased (population) skewness, as ``scipy.stats.skew(bias=True)``; NaN if degenerate."""
+def _standardised_moment(values: Sequence[float] | np.ndarray, order: int) -> float:
+    """Biased central moment m_order / m2^(order/2); NaN if empty or zero variance (scipy rule)."""
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size == 0:
         return math.nan
     d = x - x.mean()
     m2 = float(np.mean(d**2))
-    m3 = float(np.mean(d**3))
     if _is_zero_variance(m2, float(x.mean())):
         return math.nan
-    return m3 / m2**1.5
+    return float(np.mean(d**order)) / m2 ** (order / 2)
+
+
+def skewness(values: Sequence[float] | np.ndarray) -> float:
+    """Biased (population) skewness, as ``scipy.stats.skew(bias=True)``; NaN if degenerate."""
+    return _standardised_moment(values, 3)
 
 
 def excess_kurtosis(values: Sequence[float] | np.ndarray) -> float:
     """Biased excess (Fisher) kurtosis, as ``scipy.stats.kurtosis(bias=True)``; NaN if degenerate."""
-    x = np.asarray(values, dtype=np.float64).ravel()
-    if x.size == 0:
-        return math.nan
-    d = x - x.mean()
-    m2 = float(np.mean(d**2))
-    m4 = float(np.mean(d**4))
-    if _is_zero_variance(m2, float(x.mean())):
-        return math.nan
-    return m4 / m2**2 - 3.0
+    return _standardised_moment(values, 4) - 3.0
 
 
 def _is_zero_variance(m2: float, mean: float) -> bool:

@@ -268,9 +268,7 @@ class TopKCELoss(SegLoss):
         voxel_weighting: str | None = None,
     ) -> None:
         super().__init__(ignore_index=ignore_index, voxel_weighting=voxel_weighting)
-        if not (0 < float(k) <= 100):
-            raise ValueError(f"k: expected a percentage in (0, 100] but got {k}")
-        self.k = float(k)
+        self.k = checked_percent(k)
         self.per_sample = bool(per_sample)
 
     def compute(self, inputs: LossInputs) -> Tensor:
@@ -292,6 +290,13 @@ class TopKCELoss(SegLoss):
         if not means:
             return _zero_like_graph(inputs)
         return torch.stack(means).mean()
+
+
+def checked_percent(k: float) -> float:
+    """The top-K percentage ``k`` as float, ``ValueError`` outside (0, 100]."""
+    if not (0 < float(k) <= 100):
+        raise ValueError(f"k: expected a percentage in (0, 100] but got {k}")
+    return float(k)
 
 
 def top_k_count(percent: float, n_valid: int) -> int:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.crossentropy import top_k_count
+from segbalance.losses.crossentropy import checked_percent, top_k_count
 from segbalance.losses.dice import channels, weighted_sum
 from segbalance.losses.inputs import LossInputs
 
@@ -60,11 +60,9 @@ class TopKDiceLoss(SegLoss):
         voxel_weighting: str | None = None,
     ) -> None:
         super().__init__(ignore_index=ignore_index, voxel_weighting=voxel_weighting)
-        if not (0 < float(k) <= 100):
-            raise ValueError(f"k: expected a percentage in (0, 100] but got {k}")
         if selection not in ("shared", "per_class"):
             raise ValueError(f"selection: expected 'shared' or 'per_class' but got {selection!r}")
-        self.k, self.selection = float(k), selection
+        self.k, self.selection = checked_percent(k), selection
         self.include_background = bool(include_background)
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
