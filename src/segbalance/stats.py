@@ -43,8 +43,11 @@ def label_components(mask: np.ndarray, connectivity: int | None = None) -> tuple
 def component_sizes(labels: np.ndarray, n: int | None = None) -> np.ndarray:
     """Voxel count of each component 1..n of a label map (index 0 = background)."""
     flat = np.asarray(labels).ravel()
-    minlength = 0 if n is None else n + 1
-    return np.bincount(flat, minlength=minlength)
+    # lesions are a small share of voxels: count only them; the rest is background
+    foreground = flat[flat != 0].astype(np.intp, copy=False)
+    sizes = np.bincount(foreground, minlength=max(1, 0 if n is None else n + 1))
+    sizes[0] = flat.size - foreground.size
+    return sizes
 
 
 def _standardised_moment(values: Sequence[float] | np.ndarray, order: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -16,7 +17,7 @@ def spec_defaults(name: str) -> dict[str, Any]:
     return LOSS_SPECS[name].options
 
 
-class SegLoss(nn.Module):
+class SegLoss(nn.Module, ABC):
     """A segmentation loss ``loss(logits, target, weight=None) -> 0-d tensor``.
 
     ``logits`` ``(B, C, *S)`` (C = 1 sigmoid, C >= 2 softmax), ``target`` integer ``(B, *S)``
@@ -55,11 +56,12 @@ class SegLoss(nn.Module):
         with torch.autocast(device_type=logits.device.type, enabled=False):
             inputs = LossInputs(logits, target, weight, self.ignore_index)
             if weight is None and self.voxel_weighting is not None:
-                inputs.weight = inverse_lesion_weight_tensor(inputs)
+                inputs = inputs.with_weight(inverse_lesion_weight_tensor(inputs))
             return self.compute(inputs)
 
-    def compute(self, inputs: LossInputs) -> Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def compute(self, inputs: LossInputs) -> Tensor:
+        """The loss of one validated batch (subclasses implement the formula)."""
 
     def region_needs(self) -> dict[str, bool] | None:
         """What this term reads from the fused :meth:`LossInputs.region_sums` (None: nothing).

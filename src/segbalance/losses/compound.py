@@ -171,10 +171,7 @@ class CompoundLoss(nn.Module):
             weighted = inputs
             if weight is None and self.voxel_weighting is not None:
                 # terms without voxel_weighting must not see the computed weights
-                weighted = LossInputs.__new__(LossInputs)
-                weighted.__dict__.update(inputs.__dict__)
-                weighted.__dict__.pop("voxel_factor", None)
-                weighted.weight = inverse_lesion_weight_tensor(inputs)
+                weighted = inputs.with_weight(inverse_lesion_weight_tensor(inputs))
             sources = [weighted if t.voxel_weighting is not None else inputs for t in self.terms]
             _request_shared_sums(list(self.terms), sources)
             total = None

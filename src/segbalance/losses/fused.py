@@ -37,6 +37,14 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a.reshape(rows, 1, n), b.reshape(rows, n, 1)).view(batch, n_classes)
 
 
+def _upstream(g_pred: Tensor | None, g_inter: Tensor | None, p: Tensor) -> tuple[Tensor, Tensor]:
+    """Incoming gradients of ``pred`` and ``intersection`` as ``(B, C, 1)`` (zeros if unused)."""
+    zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
+    a = zeros if g_pred is None else g_pred
+    b = zeros if g_inter is None else g_inter
+    return a.unsqueeze(-1), b.unsqueeze(-1)
+
+
 class _SoftmaxRegionSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, factor, want_sq, want_ce):  # type: ignore[override]
@@ -65,9 +73,7 @@ class _SoftmaxRegionSums(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_inter, g_pred, g_sq, g_ground, g_ce):  # type: ignore[override]
         p, onehot, f = ctx.saved_tensors
-        zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
-        a = (zeros if g_pred is None else g_pred).unsqueeze(-1)
-        b = (zeros if g_inter is None else g_inter).unsqueeze(-1)
+        a, b = _upstream(g_pred, g_inter, p)
         # dL/dp_c(x) = f(x) [g_pred_c + y_c(x) g_inter_c + 2 p_c g_sq_c]
         dp = torch.addcmul(a, onehot, b)
         if g_sq is not None:
@@ -110,9 +116,7 @@ class _SigmoidRegionSums(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_inter, g_pred, g_sq, g_ground, g_ce):  # type: ignore[override]
         p, y, f = ctx.saved_tensors
-        zeros = torch.zeros(p.shape[:2], dtype=p.dtype, device=p.device)
-        a = (zeros if g_pred is None else g_pred).unsqueeze(-1)
-        b = (zeros if g_inter is None else g_inter).unsqueeze(-1)
+        a, b = _upstream(g_pred, g_inter, p)
         # dL/dp = f (g_pred + y g_inter + 2 p g_sq), one fused multiply-add
         dp = torch.addcmul(a, y, b)
         if g_sq is not None:

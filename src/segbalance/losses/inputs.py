@@ -6,6 +6,7 @@ Every loss reads its tensors from one :class:`LossInputs`, so a compound such as
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 
 import torch
@@ -118,6 +119,18 @@ class LossInputs:
                 f"or {batch_spatial} (B, *S) but got {_shape(weight)}"
             )
         return weight.to(device=self.logits.device, dtype=self.dtype)
+
+    def with_weight(self, weight: Tensor) -> LossInputs:
+        """A copy with voxel weights ``weight`` ``(B, *S)``; activations computed so far stay shared.
+
+        Only the weight-dependent caches are dropped, so a compound whose terms differ in
+        voxel weighting still runs one softmax.
+        """
+        other = copy.copy(self)
+        for key in ("voxel_factor", "factor_total", "_region_sums"):
+            other.__dict__.pop(key, None)
+        other.weight = weight.to(device=self.device, dtype=self.dtype)
+        return other
 
     # -- shared quantities --------------------------------------------------------------
     @property
