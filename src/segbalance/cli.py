@@ -155,9 +155,98 @@ def phantom(
     print(path)
 
 
+def _overrides(pairs: list[str] | None) -> dict:
+    """``--set a.b=value`` pairs; values parsed as YAML scalars (``10``, ``true``, ``[1,2]``)."""
+    import yaml
+
+    from segbalance.errors import InputError
+
+    out: dict = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--set", f"got {pair!r}", "KEY=VALUE like budget.steps=100")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InputError(
+                "--set", f"cannot parse the value of {pair!r}", "a YAML scalar"
+            ) from None
+    return out
+
+
+@app.command()
+def train(
+    config: str = typer.Argument(
+        ..., help="Training config (YAML); see configs/ and docs/training.md."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from checkpoint_last.pt."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only validate the config (exit 0 or 2); write nothing."
+    ),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Override a key, e.g. --set budget.steps=100 (repeatable)."
+    ),
+    output: str = typer.Option(None, "--output", help="Run folder (overrides 'output')."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train one run. Under torchrun (`torchrun --nproc_per_node=N -m segbalance train C`) DDP."""
+    from segbalance.config import load_config
+
+    overrides = _overrides(set_)
+    if output is not None:
+        overrides["output"] = output
+    cfg = load_config(config, overrides)
+    if dry_run:
+        print(f"{config}: valid (run folder {cfg.output}, config hash {cfg.hash()})")
+        return
+    from segbalance.train import train as run_training
+
+    result = run_training(cfg, resume=resume, progress=not quiet and sys.stderr.isatty())
+    if result.stopped == "interrupted":
+        print(f"interrupted at step {result.step}; resume with --resume: {result.run_dir}")
+        sys.exit(130)
+    best = "n/a" if result.best_step < 0 else f"{result.best_dice:.4f} at step {result.best_step}"
+    print(
+        f"done: {result.step} steps, {result.epoch} epochs in {result.seconds / 60:.1f} min "
+        f"({result.stopped}); best validation Dice {best}; run folder {result.run_dir}"
+    )
+
+
+@app.command()
+def evaluate(
+    run_dir: str = typer.Argument(..., help="A run folder written by segbalance train."),
+    data: str = typer.Option(
+        None,
+        "--data",
+        help="Evaluate on every case of this dataset instead of the run's validation cases.",
+    ),
+    checkpoint: str = typer.Option(
+        "checkpoint_best.pt", "--checkpoint", help="Checkpoint file inside RUN_DIR."
+    ),
+) -> None:
+    """Sliding-window predictions (NIfTI, source grid) and per-case metrics of a run."""
+    from pathlib import Path
+
+    from segbalance.errors import InputError
+
+    if not Path(run_dir).is_dir():
+        raise InputError(run_dir, "no such run folder", "a folder written by segbalance train")
+    from segbalance.evaluate.run import evaluate_run
+
+    summary = evaluate_run(run_dir, dataset=data, checkpoint=checkpoint)
+    out = Path(run_dir) / "eval" / summary["dataset"]
+    for cls, means in summary["mean"].items():
+        print(
+            f"class {cls}: dice {means['dice']:.4f}  hd95 {means['hd95']:.2f} mm  "
+            f"nsd {means['nsd']:.4f}  lesion F1 {means['lesion_f1']:.4f}"
+        )
+    print(f"{summary['n_cases']} cases; per_case.csv and summary.json in {out}")
+
+
 def main() -> None:
     """Entry point: one-line errors (exit 2 for bad input, 1 for failed runs)."""
-    from segbalance.errors import InputError
+    from segbalance.errors import InputError, TrainingError
 
     debug = "--debug" in sys.argv[1:]
     try:
@@ -170,19 +259,25 @@ def main() -> None:
             raise
         print(f"error: {exc.line()}", file=sys.stderr)
         sys.exit(2)
+    except TrainingError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code if code is not None else 0)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(1)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # click usage errors (typer vendors click in recent releases) carry their own exit code
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             print("error: aborted", file=sys.stderr)
             sys.exit(1)
         if debug:

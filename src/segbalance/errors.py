@@ -29,3 +29,7 @@ def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class TrainingError(RuntimeError):
+    """A run that failed at run time (non-finite loss, failed cell, ...): exit code 1."""

@@ -184,3 +184,15 @@ def check_same_grid(ref_img, other_img, where: str, what: str, ref_shape: tuple[
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
+
+
+def nifti_gz_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
+    """A reproducible ``.nii.gz`` file (mm units, qform = sform = ``affine``, gzip mtime 0)."""
+    import nibabel as nib
+
+    affine = np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(np.asarray(array), affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)

@@ -10,7 +10,6 @@ or paths (gzip mtime 0), so the same arguments give byte-identical files.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -20,6 +19,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from segbalance.data.nifti import nifti_gz_bytes
 
 # Lesion volume distribution (voxels): lognormal with this median and log-sd, clipped.
 LESION_MEDIAN_VOXELS = 20.0
@@ -159,17 +160,6 @@ def _check_args(shape: tuple[int, ...], fg_fraction: float, n_classes: int) -> N
         raise ValueError(f"n_classes: expected 1..8 foreground classes but got {n_classes}")
 
 
-def _nifti_gz(array: np.ndarray, spacing: tuple[float, float, float]) -> bytes:
-    import nibabel as nib
-
-    affine = np.diag([*spacing, 1.0])
-    img = nib.Nifti1Image(array, affine)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return gzip.compress(img.to_bytes(), compresslevel=6, mtime=0)
-
-
 def write_phantom(
     out_dir: str | Path,
     *,
@@ -207,8 +197,12 @@ def write_phantom(
         image, label = phantom_case(
             index, shape=shape, fg_fraction=fg_fraction, n_classes=n_classes, seed=seed
         )
-        (out / "imagesTr" / f"{name}.nii.gz").write_bytes(_nifti_gz(image, spacing))
-        (out / "labelsTr" / f"{name}.nii.gz").write_bytes(_nifti_gz(label, spacing))
+        (out / "imagesTr" / f"{name}.nii.gz").write_bytes(
+            nifti_gz_bytes(image, np.diag([*spacing, 1.0]))
+        )
+        (out / "labelsTr" / f"{name}.nii.gz").write_bytes(
+            nifti_gz_bytes(label, np.diag([*spacing, 1.0]))
+        )
         training.append(
             {"image": f"./imagesTr/{name}.nii.gz", "label": f"./labelsTr/{name}.nii.gz"}
         )

@@ -1,0 +1,432 @@
+"""The training loop: one function that reads top to bottom (nanoGPT style).
+
+data -> forward (autocast) -> loss -> backward -> (SAM passes) -> step -> schedule, with
+validation (sliding window, per-class Dice), best/last checkpoints, resume, budgets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from segbalance.config import TrainConfig
+from segbalance.errors import InputError, TrainingError
+from segbalance.train.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    seed_everything,
+    set_rng_state,
+)
+from segbalance.train.distributed import any_rank, barrier, init_distributed, shutdown
+from segbalance.train.logbook import Progress, TensorBoard, TrainLog
+from segbalance.train.rundir import peak_rss_mb, prepare_run_dir, write_run_files
+from segbalance.train.schedule import lr_factor
+from segbalance.train.setup import (
+    build_network,
+    build_training_loss,
+    build_training_optimizer,
+    prepare_data,
+)
+from segbalance.train.validate import validate
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (rank 0; other ranks get the same numbers)."""
+
+    run_dir: Path
+    step: int
+    epoch: int
+    seconds: float
+    best_dice: float
+    best_step: int
+    stopped: str  # budget | early_stopping | interrupted
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> TrainResult:
+    """Run one training run described by ``cfg`` (see ``docs/training.md``).
+
+    Writes into ``cfg.output``: ``config.yaml``, ``splits.json``, ``imbalance.json``,
+    ``train_log.csv``, ``checkpoint_last.pt``, ``checkpoint_best.pt`` and, after training,
+    the evaluation of the best checkpoint on the validation cases (``per_case.csv``,
+    ``summary.json``, predictions under ``eval/``).
+
+    Args:
+        resume: continue from ``checkpoint_last.pt`` (bit-identical on the CPU for steps
+            and epochs budgets; wall-clock minutes accumulate across resumes).
+        progress: show a rich progress bar.
+
+    Raises:
+        InputError: bad config values found while building the run (exit code 2).
+        TrainingError: a non-finite loss with ``on_nonfinite: stop`` (exit code 1).
+    """
+    device = _device(cfg.device)
+    dist_info = init_distributed(device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(cfg.output)
+    if dist_info.is_main:
+        prepare_run_dir(run_dir, resume)
+    barrier(dist_info)
+    state = None
+    if resume and (run_dir / "checkpoint_last.pt").is_file():
+        state = load_checkpoint(run_dir / "checkpoint_last.pt")
+    elif resume and dist_info.is_main:
+        print(f"notice: no checkpoint in {run_dir} yet; starting at step 0")
+
+    # ---- set-up: data, model, loss, optimiser ------------------------------------------
+    seed_everything(cfg.seed)
+    info, data = prepare_data(cfg.data, run_dir)
+    if dist_info.is_main:
+        write_run_files(run_dir, cfg, info)
+    model, _ = build_network(cfg, info)
+    model.to(device)
+    total_steps = planned_steps(cfg)
+    optimizer = build_training_optimizer(cfg, model, total_steps)
+    loss_fn = build_training_loss(cfg, info).to(device)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    from segbalance.data import PatchLoader
+    from segbalance.train.setup import augment_settings
+
+    loader = PatchLoader(
+        data,
+        patch_size=info.patch_size,
+        batch_size=cfg.data.batch_size,
+        cases=info.split["train"],
+        oversample_foreground=info.oversample_foreground,
+        foreground_sampling=cfg.data.foreground_sampling,
+        augment=augment_settings(cfg.data),
+        with_weights=getattr(loss_fn, "voxel_weighting", None) == "inverse_lesion",
+        seed=cfg.seed + 1_000_003 * dist_info.rank,  # each rank draws its own patches
+        batches_per_epoch=cfg.data.batches_per_epoch,
+        num_workers=cfg.data.workers,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.amp)
+    net: nn.Module = (
+        _LabelPrompted(model) if getattr(model, "wants_label_prompts", False) else model
+    )
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # ---- resume ------------------------------------------------------------------------
+    c = {"step": 0, "epoch": 0, "nonfinite": 0, "overflow": 0, "bad_validations": 0}
+    elapsed, best, best_step = 0.0, -math.inf, -1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        loader.load_state_dict(state["loader"])
+        set_rng_state(state["rng"])
+        c.update({k: int(v) for k, v in state["counters"].items()})
+        c["step"], c["epoch"] = int(state["step"]), int(state["epoch"])
+        elapsed = float(state["elapsed_seconds"])
+        best, best_step = float(state["best"]["dice"]), int(state["best"]["step"])
+    classes = sorted(info.classes)
+    log = (
+        TrainLog(run_dir / "train_log.csv", classes, resume_step=c["step"] if state else None)
+        if dist_info.is_main
+        else None
+    )
+    board = TensorBoard(run_dir / "tensorboard") if cfg.tensorboard and dist_info.is_main else None
+    budget = cfg.budget
+    bar = Progress(
+        progress and dist_info.is_main,
+        total=total_steps if total_steps is not None else budget.minutes * 60,
+        unit="steps" if total_steps is not None else "seconds",
+        start=c["step"] if total_steps is not None else elapsed,
+    )
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+            "scheduler": {"name": cfg.schedule.name, "base_lrs": base_lrs, "step": c["step"]},
+            "rng": rng_state(),
+            "loader": loader.state_dict(),
+            "step": c["step"],
+            "epoch": c["epoch"],
+            "elapsed_seconds": elapsed_now(),
+            "best": {"dice": best, "step": best_step},
+            "counters": dict(c),
+            "config": cfg.model_dump(mode="json"),
+        }
+
+    started = time.perf_counter() - elapsed
+
+    def elapsed_now() -> float:
+        return time.perf_counter() - started
+
+    stop_request = _StopRequest()
+    stopped = "budget"
+    last_val_time = elapsed_now()
+    window_loss, window_steps, window_start = 0.0, 0, elapsed_now()
+    last_dice: float | None = None
+
+    def run_validation() -> dict[int, float]:
+        nonlocal best, best_step, last_val_time
+        scores: dict[int, float] = {}
+        if dist_info.is_main:
+            scores = validate(
+                model, data, info, cfg.validation, device=device, autocast_dtype=autocast_dtype
+            )
+            mean = _mean(scores.values())
+            if mean > best:
+                best, best_step = mean, c["step"]
+                c["bad_validations"] = 0
+                save_checkpoint(run_dir / "checkpoint_best.pt", checkpoint_state())
+            else:
+                c["bad_validations"] += 1
+        barrier(dist_info)
+        last_val_time = elapsed_now()
+        return scores
+
+    def log_row(scores: dict[int, float] | None) -> None:
+        nonlocal window_loss, window_steps, window_start, last_dice
+        now = elapsed_now()
+        row: dict[str, Any] = {
+            "epoch": c["epoch"],
+            "step": c["step"],
+            "seconds": now,
+            "lr": optimizer.param_groups[0]["lr"],
+            "loss": window_loss / window_steps if window_steps else math.nan,
+            "skipped_nonfinite": c["nonfinite"],
+            "skipped_overflow": c["overflow"],
+            "steps_per_second": window_steps / max(now - window_start, 1e-9),
+        }
+        if scores:
+            last_dice = _mean(scores.values())
+            row["val_dice"] = last_dice
+            row.update({f"val_dice_{k}": v for k, v in scores.items()})
+        if log is not None:
+            log.add(row)
+        if board is not None:
+            board.add(row)
+        window_loss, window_steps, window_start = 0.0, 0, now
+
+    # ---- the loop ------------------------------------------------------------------------
+    model.train()
+    try:
+        while not _budget_reached(cfg, c, elapsed_now(), dist_info):
+            micro: list[tuple[Tensor, ...]] = []
+            validated_in_epoch = False
+            for batch in loader:
+                micro.append(tuple(t.to(device, non_blocking=True) for t in batch))
+                if len(micro) < cfg.optimizer.accumulation:
+                    continue
+                progress_fraction = _progress(cfg, c["step"], elapsed_now(), total_steps)
+                factor = lr_factor(
+                    cfg.schedule.name,
+                    c["step"],
+                    progress_fraction,
+                    warmup_steps=cfg.schedule.warmup_steps,
+                    power=cfg.schedule.power,
+                    min_lr_ratio=cfg.schedule.min_lr_ratio,
+                )
+                for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
+                    group["lr"] = base_lr * factor
+                skipped_before = getattr(optimizer, "skipped_steps", 0)
+                batches = [(_inputs(net, b), b[1], *b[2:]) for b in micro]
+                loss = sam_step_call(net, optimizer, loss_fn, batches, scaler, cfg, autocast_dtype)
+                micro = []
+                c["step"] += 1
+                if not math.isfinite(loss):
+                    c["nonfinite"] += 1
+                    if cfg.on_nonfinite == "stop":
+                        raise TrainingError(
+                            f"non-finite loss ({loss}) at step {c['step']}; the last good "
+                            f"checkpoint is kept in {run_dir}; set on_nonfinite: skip to skip "
+                            "such batches"
+                        )
+                else:
+                    if getattr(optimizer, "skipped_steps", 0) > skipped_before:
+                        c["overflow"] += 1
+                    window_loss += loss
+                    window_steps += 1
+                bar.update(
+                    c["step"] if total_steps is not None else elapsed_now(),
+                    epoch=c["epoch"],
+                    loss=f"{loss:.4f}",
+                    dice="-" if last_dice is None else f"{last_dice:.4f}",
+                    rate=f"{window_steps / max(elapsed_now() - window_start, 1e-9):.2f}",
+                )
+                every = cfg.validation.every_minutes
+                if every is not None and any_rank(
+                    elapsed_now() - last_val_time >= every * 60, dist_info
+                ):
+                    log_row(run_validation())
+                    validated_in_epoch = True
+                if any_rank(stop_request.requested, dist_info):
+                    stopped = "interrupted"
+                    break
+                if _budget_reached(cfg, c, elapsed_now(), dist_info):
+                    break
+            if stopped == "interrupted":
+                break
+            epoch_done = loader.position % cfg.data.batches_per_epoch == 0
+            if epoch_done:
+                c["epoch"] += 1
+            due = epoch_done and c["epoch"] % cfg.validation.every_epochs == 0
+            finished = _budget_reached(cfg, c, elapsed_now(), dist_info)
+            scores = run_validation() if (due or finished) and not validated_in_epoch else None
+            log_row(scores)
+            if dist_info.is_main:
+                save_checkpoint(run_dir / "checkpoint_last.pt", checkpoint_state())
+            patience = cfg.validation.patience
+            if patience is not None and c["bad_validations"] >= patience:
+                stopped = "early_stopping"
+                break
+        if stopped == "interrupted" and dist_info.is_main:
+            save_checkpoint(run_dir / "checkpoint_last.pt", checkpoint_state())
+    finally:
+        stop_request.restore()
+        bar.close()
+        if board is not None:
+            board.close()
+    seconds = elapsed_now()
+    if dist_info.is_main and stopped != "interrupted" and cfg.validation.final_evaluation:
+        from segbalance.evaluate.run import evaluate_run
+
+        evaluate_run(
+            run_dir,
+            model=model,
+            data=data,
+            info=info,
+            cfg=cfg,
+            device=device,
+            extra={
+                "train_seconds": seconds,
+                "peak_rss_mb": peak_rss_mb(),
+                "best_step": best_step,
+                "steps": c["step"],
+            },
+        )
+    barrier(dist_info)
+    shutdown(dist_info)
+    return TrainResult(run_dir, c["step"], c["epoch"], seconds, best, best_step, stopped, dict(c))
+
+
+def sam_step_call(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    batches: list[tuple[Any, ...]],
+    scaler: torch.amp.GradScaler,
+    cfg: TrainConfig,
+    autocast_dtype: torch.dtype | None,
+) -> float:
+    """One optimiser step (SAM family or plain) through :func:`segbalance.optim.sam_step`."""
+    from segbalance.optim import sam_step
+
+    return sam_step(
+        net,
+        optimizer,
+        loss_fn,
+        batches,
+        scaler=scaler if scaler.is_enabled() else None,
+        max_grad_norm=cfg.optimizer.max_grad_norm,
+        sam_perturbation=cfg.optimizer.sam.perturbation,
+        autocast_dtype=autocast_dtype,
+    )
+
+
+def planned_steps(cfg: TrainConfig) -> int | None:
+    """Optimiser steps the budget allows (None for a wall-clock-only budget)."""
+    per_epoch = cfg.data.batches_per_epoch // cfg.optimizer.accumulation
+    options = [
+        cfg.budget.steps,
+        None if cfg.budget.epochs is None else cfg.budget.epochs * per_epoch,
+    ]
+    known = [s for s in options if s is not None]
+    return min(known) if known else None
+
+
+def _progress(cfg: TrainConfig, step: int, seconds: float, total_steps: int | None) -> float:
+    parts = []
+    if total_steps is not None:
+        parts.append(step / total_steps)
+    if cfg.budget.minutes is not None:
+        parts.append(seconds / (cfg.budget.minutes * 60))
+    return max(parts)
+
+
+def _budget_reached(
+    cfg: TrainConfig, c: dict[str, int], seconds: float, dist_info: Any = None
+) -> bool:
+    b = cfg.budget
+    reached = (
+        (b.steps is not None and c["step"] >= b.steps)
+        or (b.epochs is not None and c["epoch"] >= b.epochs)
+        or (b.minutes is not None and seconds >= b.minutes * 60)
+    )
+    if dist_info is not None and b.minutes is not None:
+        return any_rank(reached, dist_info)  # clocks differ between ranks: agree
+    return reached
+
+
+def _mean(values: Any) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("device", "cuda requested but no CUDA device is available", "cpu or auto")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _inputs(net: nn.Module, batch: tuple[Tensor, ...]) -> Any:
+    inner = getattr(net, "module", net)
+    return (batch[0], batch[1]) if isinstance(inner, _LabelPrompted) else batch[0]
+
+
+class _LabelPrompted(nn.Module):
+    """Feeds the label to models that derive prompts from it (SegVol box/point prompts)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
+        image, label = inputs
+        return self.model(image, label=label)
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the loop stops at the next step boundary and checkpoints."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread: no handler
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # second Ctrl-C: leave now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
