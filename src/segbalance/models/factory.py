@@ -51,8 +51,14 @@ def model_class(name: str) -> type[nn.Module]:
 
 def valid_kwargs(name: str) -> list[str]:
     """Keyword arguments that ``build_model(name, ...)`` accepts besides its own ones."""
-    params = inspect.signature(model_class(name)).parameters
-    return sorted(p for p in params if p not in ("self", "in_channels", "out_channels"))
+    key = _canonical(name)
+    params = set(inspect.signature(model_class(key)).parameters)
+    params -= {"self", "in_channels", "out_channels"}
+    if key == "segvol":
+        # build_model's patch_size is the input window (SegVol's img_size), so the ViT
+        # patch goes by another name here.
+        params = (params - {"patch_size"}) | {"vit_patch_size"}
+    return sorted(params)
 
 
 def build_model(
@@ -83,7 +89,8 @@ def build_model(
     Defaults: ``unet`` ``channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2``;
     ``dynunet`` nnU-Net-style kernels/strides, ``deep_supervision=False``; ``segresnet``,
     ``swinunetr``, ``unetr`` MONAI's defaults; ``segvol`` see :class:`SegVol`
-    (``out_channels`` must be 1).
+    (``out_channels`` must be 1; ``patch_size`` is its ``img_size`` and the ViT patch is
+    the option ``vit_patch_size``).
     """
     key = _canonical(name)
     valid = valid_kwargs(key)
@@ -187,6 +194,11 @@ def _build_dynunet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
         kernels, strides = dynunet_kernels_strides(patch_size, spacing)
         kwargs.setdefault("kernel_size", kernels)
         kwargs.setdefault("strides", strides)
+    if len(kwargs["strides"]) < 3:
+        raise ValueError(
+            f"Expected at least 3 DynUNet levels (2 downsamplings; MONAI's minimum) but the "
+            f"plan has strides {list(kwargs['strides'])}; use a larger patch_size"
+        )
     kwargs.setdefault("upsample_kernel_size", list(kwargs["strides"])[1:])
     kwargs.setdefault("deep_supervision", False)
     return _monai_class("dynunet")(
@@ -232,6 +244,8 @@ def _build_segvol(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
             f"Expected out_channels=1 for segvol (one binary logit map per prompt) but got {out_ch}"
         )
     img_size = _image_size("segvol", patch_size, kwargs)
+    if "vit_patch_size" in kwargs:
+        kwargs["patch_size"] = tuple(kwargs.pop("vit_patch_size"))
     return _segvol_class("segvol")(in_channels=in_ch, img_size=img_size, **kwargs)
 
 

@@ -28,6 +28,8 @@ PARTS = ("image_encoder", "prompt_encoder", "mask_decoder", "text_encoder")
 VIT_PRETRAIN_PREFIX = "model.encoder."
 # MONAI >= 1.4 TransformerBlock always creates these (cross-attention is unused in SegVol).
 TOLERATED_ENCODER_MISSING = re.compile(r"blocks\.\d+\.(norm_cross_attn|cross_attn)\.")
+# A constant buffer that older transformers versions saved and newer ones do not create.
+TOLERATED_TEXT_UNEXPECTED = re.compile(r"clip_text_model\.text_model\.embeddings\.position_ids$")
 
 
 def _strip_one(key: str) -> str:
@@ -108,12 +110,19 @@ def load_segvol_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
     problems = []
     for part, part_state in to_load.items():
         part_report = _check_part(report, part, part_state, getattr(model, part))
-        missing = part_report.missing
+        missing, unexpected = part_report.missing, part_report.unexpected
         if part == "image_encoder":
             missing = [k for k in missing if not TOLERATED_ENCODER_MISSING.match(k)]
-        if missing or part_report.unexpected or part_report.shape_mismatched:
+        if part == "text_encoder":
+            tolerated = [k for k in unexpected if TOLERATED_TEXT_UNEXPECTED.match(k)]
+            report.unexpected = [
+                k for k in report.unexpected if k[len(part) + 1 :] not in tolerated
+            ]
+            report.skipped += [f"{part}.{k}" for k in tolerated]
+            unexpected = [k for k in unexpected if k not in tolerated]
+        if missing or unexpected or part_report.shape_mismatched:
             problems.append(
-                f"{part}: missing {missing[:5]}, unexpected {part_report.unexpected[:5]}, "
+                f"{part}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
                 f"shape-mismatched {part_report.shape_mismatched[:3]}"
             )
     if problems:
