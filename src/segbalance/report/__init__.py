@@ -1,0 +1,36 @@
+"""Self-contained HTML report of a compare folder, and the loss-landscape probe.
+
+>>> from segbalance.report import build_report
+>>> build_report("runs/my_compare")          # writes runs/my_compare/report.html
+
+Names are imported lazily: building a report never imports torch; only
+:func:`loss_landscape` does. See ``docs/report.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "build_report": "html",
+    "load_compare_folder": "inputs",
+    "CompareFolder": "inputs",
+    "loss_landscape": "landscape",
+    "filter_normalized_directions": "landscape",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segbalance.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"segbalance.report.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
