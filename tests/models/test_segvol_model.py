@@ -86,6 +86,7 @@ def test_boxes_from_label_by_hand() -> None:
     label = torch.zeros(2, 1, 4, 5, 6)
     label[0, 0, 1, 2, 3] = 1
     label[0, 0, 2, 4, 1] = 1
+    label[0, 0, 3, 0, 5] = 255  # an ignore_index value is not foreground
     expected = torch.tensor([[1.0, 2.0, 1.0, 2.0, 4.0, 3.0], [0.0, 0.0, 0.0, 3.0, 4.0, 5.0]])
     torch.testing.assert_close(boxes_from_label(label), expected)  # empty -> whole volume
 
@@ -93,11 +94,12 @@ def test_boxes_from_label_by_hand() -> None:
 def test_points_from_label_by_hand() -> None:
     label = torch.zeros(3, 7, 7, 7)
     label[0, 2:5, 2:5, 2:5] = 1  # centroid (3, 3, 3) is a foreground voxel
+    label[0, 1, 3, 3] = 255  # ignored, not background: the negative moves on to (3, 1, 3)
     label[1] = 1  # no background
     coords, labels = points_from_label(label)
-    # Nearest background voxels to (3, 3, 3) are at distance 2; the first in row-major
-    # order is (1, 3, 3).
-    torch.testing.assert_close(coords[0], torch.tensor([[3.0, 3.0, 3.0], [1.0, 3.0, 3.0]]))
+    # Nearest background voxels to (3, 3, 3) are at distance 2; in row-major order the
+    # first is (1, 3, 3), which is ignored, so (3, 1, 3).
+    torch.testing.assert_close(coords[0], torch.tensor([[3.0, 3.0, 3.0], [3.0, 1.0, 3.0]]))
     torch.testing.assert_close(labels[0], torch.tensor([1.0, 0.0]))
     torch.testing.assert_close(labels[1], torch.tensor([1.0, -1.0]))
     # Empty sample: no positive (padding), a background click at the volume centre.

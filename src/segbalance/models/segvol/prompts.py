@@ -1,7 +1,8 @@
 """Box and point prompts derived from a label, deterministic (no randomness).
 
 Coordinates are voxel indices in the axis order of the volume ``(D, H, W)``, as
-upstream's ``generate_box`` / ``select_points`` produce them.
+upstream's ``generate_box`` / ``select_points`` produce them. Foreground is ``label == 1``
+and background ``label == 0``; any other value (an ``ignore_index``) is neither.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import torch
 from torch import Tensor
 
 
-def _foreground(label: Tensor) -> Tensor:
-    """``(B, 1, *S)`` or ``(B, *S)`` -> boolean ``(B, *S)``."""
+def _squeeze(label: Tensor) -> Tensor:
+    """``(B, 1, *S)`` or ``(B, *S)`` -> ``(B, *S)``."""
     if label.ndim == 5:
         if label.shape[1] != 1:
             raise ValueError(f"Expected a label (B, 1, D, H, W) but got shape {tuple(label.shape)}")
@@ -20,7 +21,7 @@ def _foreground(label: Tensor) -> Tensor:
         raise ValueError(
             f"Expected a label (B, 1, D, H, W) or (B, D, H, W) but got shape {tuple(label.shape)}"
         )
-    return label > 0
+    return label
 
 
 def boxes_from_label(label: Tensor) -> Tensor:
@@ -30,7 +31,7 @@ def boxes_from_label(label: Tensor) -> Tensor:
     A sample without foreground gets the whole volume ``(0, 0, 0, S0-1, S1-1, S2-1)``
     (**Assumed**: upstream emits -1s there and skips such classes in training).
     """
-    fg = _foreground(label)
+    fg = _squeeze(label) == 1
     size = fg.shape[1:]
     boxes = []
     for sample in fg:
@@ -53,17 +54,19 @@ def points_from_label(label: Tensor) -> tuple[Tensor, Tensor]:
     """One positive and one negative point per sample: ``(coords (B, 2, 3), labels (B, 2))``.
 
     Positive: the foreground voxel nearest to the foreground centroid. Negative: the
-    background voxel nearest to that centroid (a "click" just outside the object). A
-    sample without foreground (or without background) marks that slot as padding
-    (label -1, coordinates 0), as upstream's ``select_points`` does.
+    background voxel nearest to that centroid (a "click" just outside the object). Ties go
+    to the lowest flat index. A sample without foreground gets a padding positive slot
+    (label -1, coordinates 0, as upstream's ``select_points``) and the background voxel
+    nearest to the volume centre; without background the negative slot is padding.
     """
-    fg = _foreground(label)
+    label = _squeeze(label)
+    fg, bg = label == 1, label == 0
     coords_out = torch.zeros(fg.shape[0], 2, 3, dtype=torch.float32, device=label.device)
     labels_out = torch.full((fg.shape[0], 2), -1.0, device=label.device)
-    for i, sample in enumerate(fg):
+    for i, (sample, background) in enumerate(zip(fg, bg, strict=True)):
         positive = sample.nonzero()
+        negative = background.nonzero()
         if positive.numel() == 0:
-            negative = (~sample).nonzero()
             if negative.numel():  # no object: keep a background click at the volume centre
                 centre = (torch.tensor(sample.shape, device=label.device) - 1) / 2
                 coords_out[i, 1] = _nearest(negative, centre).float()
@@ -72,7 +75,6 @@ def points_from_label(label: Tensor) -> tuple[Tensor, Tensor]:
         centroid = positive.float().mean(0)
         coords_out[i, 0] = _nearest(positive, centroid).float()
         labels_out[i, 0] = 1
-        negative = (~sample).nonzero()
         if negative.numel():
             coords_out[i, 1] = _nearest(negative, centroid).float()
             labels_out[i, 1] = 0
