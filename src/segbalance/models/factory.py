@@ -12,6 +12,9 @@ from torch import nn
 from segbalance.errors import did_you_mean
 from segbalance.models.dynunet_plan import dynunet_kernels_strides
 
+Size = tuple[int, ...]
+Spacing = tuple[float, ...]
+
 MODEL_NAMES: tuple[str, ...] = ("unet", "dynunet", "segresnet", "swinunetr", "unetr", "segvol")
 
 UNET_DEFAULTS: dict[str, Any] = {
@@ -37,7 +40,7 @@ def _monai_class(name: str) -> type[nn.Module]:
     }[name]
 
 
-def _segvol_class(name: str) -> type[nn.Module]:
+def _segvol_class() -> type[nn.Module]:
     from segbalance.models.segvol.model import SegVol
 
     return SegVol
@@ -46,7 +49,7 @@ def _segvol_class(name: str) -> type[nn.Module]:
 def model_class(name: str) -> type[nn.Module]:
     """The network class behind a model name (case-insensitive)."""
     key = _canonical(name)
-    return _segvol_class(key) if key == "segvol" else _monai_class(key)
+    return _segvol_class() if key == "segvol" else _monai_class(key)
 
 
 def valid_kwargs(name: str) -> list[str]:
@@ -163,7 +166,13 @@ def _check_divisible(patch_size: Sequence[int] | None, divisor: int, why: str) -
         )
 
 
-def _build_unet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_unet(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     dims = _spatial_dims(patch_size, kwargs)
     options = UNET_DEFAULTS | kwargs
     if patch_size is not None:
@@ -182,7 +191,13 @@ def _build_unet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     )
 
 
-def _build_dynunet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_dynunet(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     dims = _spatial_dims(patch_size, kwargs)
     if "kernel_size" not in kwargs or "strides" not in kwargs:
         if patch_size is None or spacing is None:
@@ -206,7 +221,13 @@ def _build_dynunet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     )
 
 
-def _build_segresnet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_segresnet(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     dims = _spatial_dims(patch_size, kwargs)
     blocks_down = kwargs.get("blocks_down", (1, 2, 2, 4))
     _check_divisible(patch_size, 2 ** (len(blocks_down) - 1), "SegResNet halves each level")
@@ -215,7 +236,13 @@ def _build_segresnet(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     )
 
 
-def _build_swinunetr(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_swinunetr(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     dims = _spatial_dims(patch_size, kwargs)
     _check_divisible(patch_size, SWINUNETR_DIVISOR, "SwinUNETR downsamples 5 times")
     if patch_size is not None and math.prod(s // SWINUNETR_DIVISOR for s in patch_size) < 2:
@@ -229,7 +256,13 @@ def _build_swinunetr(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     )
 
 
-def _build_unetr(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_unetr(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     dims = _spatial_dims(patch_size, kwargs)
     img_size = _image_size("unetr", patch_size, kwargs)
     _check_divisible(img_size, UNETR_DIVISOR, "UNETR's ViT uses 16-voxel patches")
@@ -238,7 +271,13 @@ def _build_unetr(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     )
 
 
-def _build_segvol(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
+def _build_segvol(
+    in_ch: int,
+    out_ch: int,
+    patch_size: Size | None,
+    spacing: Spacing | None,
+    kwargs: dict[str, Any],
+) -> nn.Module:
     if out_ch != 1:
         raise ValueError(
             f"Expected out_channels=1 for segvol (one binary logit map per prompt) but got {out_ch}"
@@ -246,7 +285,7 @@ def _build_segvol(in_ch, out_ch, patch_size, spacing, kwargs) -> nn.Module:
     img_size = _image_size("segvol", patch_size, kwargs)
     if "vit_patch_size" in kwargs:
         kwargs["patch_size"] = tuple(kwargs.pop("vit_patch_size"))
-    return _segvol_class("segvol")(in_channels=in_ch, img_size=img_size, **kwargs)
+    return _segvol_class()(in_channels=in_ch, img_size=img_size, **kwargs)
 
 
 def _image_size(name: str, patch_size: Sequence[int] | None, kwargs: dict[str, Any]) -> tuple:
