@@ -191,6 +191,8 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Train one run. Under torchrun (`torchrun --nproc_per_node=N -m segbalance train C`) DDP."""
+    import os
+
     from segbalance.config import load_config
 
     overrides = _overrides(set_)
@@ -203,6 +205,8 @@ def train(
     from segbalance.train import train as run_training
 
     result = run_training(cfg, resume=resume, progress=not quiet and sys.stderr.isatty())
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun rank 0 alone reports
     if result.stopped == "interrupted":
         print(f"interrupted at step {result.step}; resume with --resume: {result.run_dir}")
         sys.exit(130)
