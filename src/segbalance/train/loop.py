@@ -123,7 +123,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> T
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
+            net,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # SegVol without prompts leaves prompt-encoder parameters unused (as upstream)
+            find_unused_parameters=cfg.model.name.lower() == "segvol",
         )
 
     # ---- resume ------------------------------------------------------------------------
