@@ -223,6 +223,7 @@ def examples_section(folder: CompareFolder) -> Section:
     ]
     if not order:
         raise Unavailable("no method has a mean Dice")
+    folder.dataset_path()  # no dataset: one reason for the section, not one per case
     best = order[0]
     scores = {
         c: s
@@ -242,14 +243,14 @@ def examples_section(folder: CompareFolder) -> Section:
             continue
         title = f"{kind}: {case} (Dice {fmt(scores[case])}), {ex.run.label}, slice {ex.z}"
         panels.append(figures.SlicePanel(title, ex.image, ex.reference, ex.prediction, ex.aspect))
-        notes_for = f"{case}: {ex.note}"
-        notes.append(notes_for)
+        notes.append(f"{title}: {ex.note}")
     if not panels:
         raise Unavailable("; ".join(notes))
     caption = (
-        f"Best method by mean Dice: {best}. Axial slice (third array axis) through the "
-        f"largest reference lesion; image in grey, reference outline green (solid), prediction "
-        f"red (dashed). " + " ".join(n + "." for n in notes)
+        f"Best method by mean Dice: {best}; its best and worst case (seed-averaged Dice). "
+        f"Axial slice (third array axis) through the largest reference lesion; image in grey, "
+        f"reference outline green (solid), prediction red (dashed). "
+        + " ".join(n + "." for n in notes)
     )
     return Section(
         "examples",
