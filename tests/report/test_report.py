@@ -27,6 +27,7 @@ from ._fixture import (
     lesion_boxes,
     prediction,
     reference,
+    write_dataset,
 )
 from ._html import decode_png, parse_report
 
@@ -225,8 +226,12 @@ def test_missing_optional_files_fall_back(compare_copy: Callable[[], Path]) -> N
         assert not parsed.sections[section_id].images
 
 
-def test_broken_optional_files_and_failed_run(compare_copy: Callable[[], Path]) -> None:
+def test_broken_optional_files_and_failed_run(
+    compare_copy: Callable[[], Path], tmp_path: Path
+) -> None:
     root = compare_copy()
+    dataset = write_dataset(tmp_path / "dataset_copy")
+    (dataset / "labelsTr" / "case_4.nii.gz").write_bytes(b"not a nifti file")
     (root / "imbalance.json").write_text("[1, 2]")
     (root / "runs/dice_sam-seed0/landscape.json").write_text("{not json")
     wrong = root / "runs/dice_adamw-seed0/eval/tiny/case_0.nii.gz"
@@ -236,6 +241,7 @@ def test_broken_optional_files_and_failed_run(compare_copy: Callable[[], Path]) 
     compare = json.loads((root / "compare.json").read_text())
     compare["cells"][1]["status"] = ["done", "failed"]
     compare["cells"][1]["error"] = [None, "<b>out of memory</b>"]
+    compare["dataset"] = str(dataset)
     (root / "compare.json").write_text(json.dumps(compare))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -246,14 +252,15 @@ def test_broken_optional_files_and_failed_run(compare_copy: Callable[[], Path]) 
     assert landscape.startswith("runs/dice_sam-seed0/landscape.json is not valid JSON")
     detection_text = " ".join(parsed.sections["detection"].text)
     assert "1 prediction file(s) unreadable or of the wrong shape were skipped" in detection_text
+    assert "Unreadable reference(s) left out: case_4." in detection_text
     failed = parsed.sections["ranking"].tables[-1]
     assert failed[1] == ["dice_sam", "1", "failed", "<b>out of memory</b>"]
     assert "&lt;b&gt;out of memory&lt;/b&gt;" in html
-    # the failed run is left out: its predictions are not read (6 cases of seed 0 only),
-    # and the wrong-shape prediction of the baseline is skipped (12 - 1)
+    # 5 readable cases; the failed run is left out (dice_sam: seed 0 only) and the
+    # wrong-shape prediction of the baseline is skipped (5 x 2 - 1)
     header, *rows = parsed.sections["detection"].tables[0]
     predictions = {row[0]: row[header.index("predictions")] for row in rows}
-    assert predictions == {"dice_adamw": "11", "dice_sam": "6"}
+    assert predictions == {"dice_adamw": "9", "dice_sam": "5"}
 
 
 def test_a_crashing_section_becomes_a_note(

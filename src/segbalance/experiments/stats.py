@@ -54,7 +54,8 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
 
     ``d = a - b``; pairs where either is NaN are dropped (counted in ``n_dropped_nan``), then
     zero differences are dropped (``scipy.stats.wilcoxon`` defaults: ``zero_method="wilcox"``,
-    ``method="auto"``, i.e. the exact null distribution for small n).
+    ``method="auto"``: exact null distribution for n <= 50 without ties or zeros; with them
+    an exhaustive sign-flip permutation test for n <= 13, else the normal approximation).
 
     Returns:
         ``{"n"`` (non-zero pairs used by the test), ``"n_pairs"`` (finite pairs),

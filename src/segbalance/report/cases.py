@@ -75,7 +75,8 @@ class Detection:
     n_predictions: dict[str, int] = field(default_factory=dict)
     n_cases: int = 0
     n_cases_total: int = 0
-    skipped: int = 0
+    skipped: int = 0  # prediction files unreadable or of the wrong shape
+    unreadable_cases: list[str] = field(default_factory=list)
 
 
 def detection_from_predictions(
@@ -88,6 +89,7 @@ def detection_from_predictions(
     :class:`Unavailable` when no prediction is found at all.
     """
     from segbalance.data import read_case
+    from segbalance.errors import InputError
     from segbalance.evaluate import lesion_metrics
 
     layout = _open(folder)
@@ -98,7 +100,11 @@ def detection_from_predictions(
     chosen = all_cases[:max_cases]
     classes = sorted(layout.foreground_classes)
     for case in chosen:
-        ref_case = read_case(layout, layout.case(case), images=False)
+        try:
+            ref_case = read_case(layout, layout.case(case), images=False)
+        except InputError:  # a broken reference costs its case, not the figure
+            result.unreadable_cases.append(case)
+            continue
         for cell in folder.cells:
             for run in folder.done_runs(cell):
                 path = prediction_path(run, eval_name, case)

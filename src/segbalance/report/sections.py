@@ -146,6 +146,34 @@ def dice_section(folder: CompareFolder) -> Section:
     )
 
 
+def _detection_from_counts(folder: CompareFolder, section: Section, why: Unavailable) -> Section:
+    # Fallback without predictions: overall rates from results.csv, no size bins.
+    try:
+        counts = detection_from_counts(folder.rows)
+    except Unavailable as why_counts:
+        raise Unavailable(f"{why}; {why_counts}") from None
+    cells = [c for c in folder.cells if c in counts]
+    png = figures.detection_figure(
+        ["all sizes"],
+        {c: [counts[c]["rate"]] for c in cells},
+        {c: folder.color(c) for c in cells},
+        xlabel="all reference lesions",
+    )
+    section.notes.append(f"size bins not available: {why}; overall rates from results.csv")
+    caption = (
+        "Fraction of reference lesions detected: lesion_tp / (lesion_tp + lesion_fn) summed "
+        "over cases, classes and seeds."
+    )
+    section.figures.append(FigureBlock(png, "lesion detection rate", caption))
+    rows = [
+        [c, *(str(int(counts[c][k])) for k in ("tp", "fn", "fp")), fmt(counts[c]["rate"])]
+        for c in cells
+    ]
+    header = ["method", "TP", "FN", "FP", "rate"]
+    section.tables.append(Table("Lesion counts from results.csv", header, rows))
+    return section
+
+
 def detection_section(folder: CompareFolder) -> Section:
     from segbalance.evaluate import detection_rate_by_size
 
@@ -153,37 +181,12 @@ def detection_section(folder: CompareFolder) -> Section:
     try:
         found = detection_from_predictions(folder)
     except Unavailable as why:
-        try:
-            counts = detection_from_counts(folder.rows)
-        except Unavailable as why_counts:
-            raise Unavailable(f"{why}; {why_counts}") from None
-        cells = [c for c in folder.cells if c in counts]
-        png = figures.detection_figure(
-            ["all sizes"],
-            {c: [counts[c]["rate"]] for c in cells},
-            {c: folder.color(c) for c in cells},
-            xlabel="all reference lesions",
-        )
-        section.notes.append(f"size bins not available: {why}; overall rates from results.csv")
-        caption = "Fraction of reference lesions detected (lesion_tp / (lesion_tp + lesion_fn) summed over cases, classes and seeds)."
-        section.figures.append(FigureBlock(png, "lesion detection rate", caption))
-        rows = [
-            [
-                c,
-                str(int(counts[c]["tp"])),
-                str(int(counts[c]["fn"])),
-                str(int(counts[c]["fp"])),
-                fmt(counts[c]["rate"]),
-            ]
-            for c in cells
-        ]
-        section.tables.append(
-            Table("Lesion counts from results.csv", ["method", "TP", "FN", "FP", "rate"], rows)
-        )
-        return section
+        return _detection_from_counts(folder, section, why)
     binned = {cell: detection_rate_by_size(lesions) for cell, lesions in found.lesions.items()}
     cells = [c for c in folder.cells if c in binned]
     bins = [b["bin"] for b in next(iter(binned.values()))]
+    if not any(b["n_lesions"] for rows in binned.values() for b in rows):
+        raise Unavailable(f"the references of the first {found.n_cases} cases have no lesion")
     png = figures.detection_figure(
         bins,
         {c: [b["detection_rate"] for b in binned[c]] for c in cells},
@@ -199,6 +202,8 @@ def detection_section(folder: CompareFolder) -> Section:
         caption += (
             f" {found.skipped} prediction file(s) unreadable or of the wrong shape were skipped."
         )
+    if found.unreadable_cases:
+        caption += f" Unreadable reference(s) left out: {', '.join(found.unreadable_cases)}."
     section.figures.append(FigureBlock(png, "lesion detection rate by size", caption))
     rows = [
         [c, str(found.n_predictions.get(c, 0))]
