@@ -21,6 +21,7 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
@@ -53,6 +54,15 @@ def atomic_write_with(path: str | Path, writer: Callable[[IO], None]) -> Path:
     with atomic_open(path, "wb") as handle:
         writer(handle)
     return Path(path)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once, at import time
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -248,6 +248,16 @@ def evaluate(
     print(f"{summary['n_cases']} cases; per_case.csv and summary.json in {out}")
 
 
+@app.command()
+def report(
+    directory: str = typer.Argument(..., help="A compare folder (results.csv, stats.json)."),
+) -> None:
+    """(Re)build DIRECTORY/report.html: self-contained, figures embedded."""
+    from segbalance.report import build_report
+
+    print(build_report(directory))
+
+
 def main() -> None:
     """Entry point: one-line errors (exit 2 for bad input, 1 for failed runs)."""
     from segbalance.errors import InputError, TrainingError

@@ -348,3 +348,71 @@ def dump_config(config: BaseModel, extra: dict[str, Any] | None = None) -> str:
     """YAML text of a validated config (resolved defaults), with ``extra`` keys on top."""
     payload = {**(extra or {}), **config.model_dump(mode="json")}
     return yaml.safe_dump(payload, sort_keys=False)
+
+
+class CellConfig(Section):
+    """One method of a comparison: a loss and an optimiser (plus any other overrides)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", max_length=80)
+    loss: str | dict[str, Any] = "dice+ce"
+    optimizer: str | dict[str, Any] = "adamw"
+    overrides: dict[str, Any] = {}
+
+
+class GridConfig(Section):
+    """``grid``: the product ``losses x optimizers`` as cells named ``<loss>-<optimizer>``."""
+
+    losses: list[str] = Field(min_length=1)
+    optimizers: list[str] = Field(min_length=1)
+
+
+class CompareConfig(Section):
+    """``segbalance compare CONFIG``: one dataset, cells x seeds, statistics, report."""
+
+    dataset: str
+    phantom: PhantomConfig = PhantomConfig()
+    train: dict[str, Any] = {}
+    budget: BudgetConfig
+    seeds: list[int] = Field([0], min_length=1, max_length=100)
+    cells: list[CellConfig] = []
+    grid: GridConfig | None = None
+    baseline: str | None = None
+    output: str
+    jobs: int = Field(1, ge=1, le=64)
+    landscape: bool = True
+    metrics: list[str] = ["dice", "hd95", "nsd", "lesion_f1"]
+
+    @model_validator(mode="after")
+    def _cells(self) -> CompareConfig:
+        if not self.cells and self.grid is None:
+            raise ValueError("expected cells or grid")
+        names = [c.name for c in self.all_cells()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"cell names must be unique but {duplicates} repeat")
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(
+                f"baseline {self.baseline!r} is not a cell{did_you_mean(self.baseline, names)}"
+            )
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be unique but got {self.seeds}")
+        return self
+
+    def all_cells(self) -> list[CellConfig]:
+        """``cells`` followed by the product of ``grid``."""
+        cells = list(self.cells)
+        if self.grid is not None:
+            for loss in self.grid.losses:
+                for opt in self.grid.optimizers:
+                    name = f"{loss}-{opt}".replace("*", "x")
+                    cells.append(CellConfig(name=name, loss=loss, optimizer=opt))
+        return cells
+
+    @property
+    def baseline_cell(self) -> str:
+        return self.baseline or self.all_cells()[0].name
+
+
+def load_compare_config(path: str | Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """Read and validate a comparison config (``InputError`` with the key path)."""
+    return validate_config(read_yaml(path), CompareConfig, str(path), overrides)

@@ -1,10 +1,11 @@
-"""Self-contained HTML report of a compare folder, and the loss-landscape probe.
+"""Self-contained HTML report of a compare folder.
 
 >>> from segbalance.report import build_report
 >>> build_report("runs/my_compare")          # writes runs/my_compare/report.html
 
-Names are imported lazily: building a report never imports torch; only
-:func:`loss_landscape` does. See ``docs/report.md``.
+Names are imported lazily; building a report never imports torch. The loss-landscape
+probe whose output the report plots is :func:`segbalance.optim.landscape.loss_landscape`.
+See ``docs/report.md``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ _EXPORTS = {
     "build_report": "html",
     "load_compare_folder": "inputs",
     "CompareFolder": "inputs",
-    "loss_landscape": "landscape",
-    "filter_normalized_directions": "landscape",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from segbalance.report.landscape import filter_normalized_directions, loss_landscape
+from segbalance.optim.landscape import filter_normalized_directions, loss_landscape
 
 
 def small_cnn() -> nn.Module:
