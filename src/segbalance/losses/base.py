@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 from segbalance.losses.spec import LOSS_SPECS, VOXEL_WEIGHTINGS
 
@@ -67,6 +68,13 @@ class SegLoss(nn.Module, ABC):
         """What this term reads from the fused :meth:`LossInputs.region_sums` (None: nothing).
 
         A compound requests the union once, so e.g. ``dice+ce`` runs one softmax.
+        """
+        return None
+
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest | None:
+        """What this term reads from the fused binary core (C <= 2), or None (nothing).
+
+        A compound merges its terms' requests, so e.g. ``balanced`` runs one core call.
         """
         return None
 

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from segbalance.errors import did_you_mean
 from segbalance.losses.balanced_ce import BalancedCELoss, DilatedBalancedCELoss
 from segbalance.losses.base import SegLoss, inverse_lesion_weight_tensor
+from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.calf import CALFLoss
 from segbalance.losses.crossentropy import (
     CrossEntropyLoss,
@@ -187,6 +188,9 @@ class CompoundLoss(nn.Module):
 def _request_shared_sums(terms: list[SegLoss], sources: list[LossInputs]) -> None:
     """Compute the fused region sums once per input with the union of the terms' needs."""
     for src in {id(s): s for s in sources}.values():
+        if src.fast_binary:
+            _request_binary(src, [t for t, s in zip(terms, sources, strict=True) if s is src])
+            continue
         needs = [t.region_needs() for t, s in zip(terms, sources, strict=True) if s is src]
         needs = [n for n in needs if n is not None]
         # fusing only pays when an overlap term is there to share the activation
@@ -196,6 +200,24 @@ def _request_shared_sums(terms: list[SegLoss], sources: list[LossInputs]) -> Non
             squared=any(n.get("squared", False) for n in needs),
             cross_entropy=any(n.get("cross_entropy", False) for n in needs),
         )
+
+
+def _request_binary(src: LossInputs, terms: list[SegLoss]) -> None:
+    """C <= 2: merge the terms' binary-core requests so compatible terms share one call."""
+    groups: list[BinaryRequest] = []
+    for term in terms:
+        request = term.binary_request(src)
+        if request is None:
+            continue
+        for i, group in enumerate(groups):
+            merged = group.merge(request)
+            if merged is not None:
+                groups[i] = merged
+                break
+        else:
+            groups.append(request)
+    for group in groups:
+        src.binary_sums(group)
 
 
 def build_loss(

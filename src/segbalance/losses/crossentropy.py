@@ -12,7 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
+from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_focal import binary_focal_sum
 from segbalance.losses.inputs import LossInputs
+from segbalance.losses.topk import top_k_mask
 
 _CE = spec_defaults("ce")
 _LA = spec_defaults("la_ce")
@@ -55,7 +58,20 @@ class CrossEntropyLoss(SegLoss):
         self.pos_weight = None if pos_weight is None else float(pos_weight)
         self.adaptive_pos_weight = bool(adaptive_pos_weight)
 
+    @property
+    def _plain(self) -> bool:
+        return (
+            self.class_weights is None and self.pos_weight is None and not self.adaptive_pos_weight
+        )
+
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest | None:
+        return BinaryRequest(ce=True) if self._plain else None
+
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary and self._plain:
+            # C <= 2: fused BCE on one logit (a two-class softmax CE is BCE(z_1 - z_0))
+            sums = inputs.binary_sums(BinaryRequest(ce=True))
+            return sums.ce.sum() / inputs.n_valid.clamp_min(1.0)  # type: ignore[union-attr]
         if inputs.binary:
             if self.class_weights is not None:
                 raise ValueError("class_weights: expected None for C=1 (use pos_weight)")
@@ -66,14 +82,6 @@ class CrossEntropyLoss(SegLoss):
                 pw = torch.tensor(self.pos_weight, dtype=inputs.dtype, device=inputs.device)
                 ce = F.binary_cross_entropy_with_logits(z, y, pos_weight=pw, reduction="none")
                 return inputs.voxel_mean(ce)
-            fused = inputs.__dict__.get("_region_sums")
-            if fused is not None and fused.ce is not None:
-                return fused.ce / inputs.n_valid.clamp_min(1.0)
-            if inputs.voxel_factor is None:
-                # fast path: the fused PyTorch kernel, exactly the reference
-                return F.binary_cross_entropy_with_logits(
-                    inputs.logits[:, 0], inputs.target_f[:, 0]
-                )
             return inputs.voxel_mean(inputs.voxel_ce)
         if self.pos_weight is not None or self.adaptive_pos_weight:
             raise ValueError("pos_weight/adaptive_pos_weight: expected C=1 (binary) logits")
@@ -133,6 +141,16 @@ def prior_offsets(prior: Any, n_classes: int, tau: float, inputs: LossInputs) ->
     return tau * torch.log(pi)
 
 
+def binary_offset(prior: Any, inputs: LossInputs, tau: float) -> float:
+    """The single logit offset of logit adjustment for C <= 2 (validated like the offsets)."""
+    prior_offsets(prior, inputs.n_classes, tau, inputs)  # shape checks and their messages
+    values = _prior_values(prior)
+    if inputs.n_classes == 1:
+        pi = values[-1]  # a [bg, fg] pair gives the foreground prior
+        return tau * math.log(pi / (1.0 - pi))
+    return tau * (math.log(values[1]) - math.log(values[0]))
+
+
 def _prior_values(prior: Any) -> list[float]:
     if isinstance(prior, Mapping):
         return [float(prior[k]) for k in sorted(prior, key=lambda k: int(k))]
@@ -188,7 +206,14 @@ class LogitAdjustedCELoss(SegLoss):
         self.prior = prior
         self.tau = float(tau)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        return BinaryRequest(ce=True, offset=binary_offset(self.prior, inputs, self.tau))
+
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            # one logit d + delta: delta = tau log(pi / (1 - pi)) or tau (log pi_1 - log pi_0)
+            sums = inputs.binary_sums(self.binary_request(inputs))
+            return sums.ce.sum() / inputs.n_valid.clamp_min(1.0)  # type: ignore[union-attr]
         offsets = prior_offsets(self.prior, inputs.n_classes, self.tau, inputs)
         shape = (1, -1) + (1,) * (inputs.logits.ndim - 2)
         adjusted = inputs.logits + offsets.view(shape)
@@ -224,7 +249,29 @@ class FocalLoss(SegLoss):
         self.gamma = float(gamma)
         self.alpha = alpha if alpha is None or isinstance(alpha, (int, float)) else list(alpha)
 
+    def _binary_alpha(self, inputs: LossInputs) -> tuple[float, float] | None:
+        if self.alpha is None:
+            return None
+        if isinstance(self.alpha, (int, float)):
+            return 1.0 - float(self.alpha), float(self.alpha)
+        if inputs.binary:
+            raise ValueError("alpha: expected a float for C=1 logits")
+        vec = [float(a) for a in self.alpha]
+        if len(vec) != 2:
+            raise ValueError(f"alpha: expected 2 values (one per class) but got {len(vec)}")
+        return vec[0], vec[1]
+
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            total = binary_focal_sum(
+                inputs.logits,
+                inputs.binary_y,
+                inputs.binary_sign,
+                gamma=self.gamma,
+                alpha=self._binary_alpha(inputs),
+                factor=inputs.flat_factor,
+            )
+            return total / inputs.n_valid.clamp_min(1.0)
         if inputs.binary:
             z, y = inputs.logits[:, 0], inputs.target_f[:, 0]
             ce = F.binary_cross_entropy_with_logits(z, y, reduction="none")
@@ -272,6 +319,8 @@ class TopKCELoss(SegLoss):
         self.per_sample = bool(per_sample)
 
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            return self._binary(inputs)
         loss = inputs.voxel_ce
         if inputs.weight is not None:
             loss = loss * inputs.weight
@@ -290,6 +339,35 @@ class TopKCELoss(SegLoss):
         if not means:
             return _zero_like_graph(inputs)
         return torch.stack(means).mean()
+
+    def _binary(self, inputs: LossInputs) -> Tensor:
+        """C <= 2: select on the detached voxel CE, then one fused CE sum over the selection."""
+        batch = inputs.target.shape[0]
+        with torch.no_grad():
+            scores = inputs.binary_voxel_ce
+            if inputs.weight is not None:
+                scores = scores * inputs.weight.reshape(batch, -1)
+            valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)
+            if valid is not None:
+                scores = scores.masked_fill(~valid, float("-inf"))
+            if self.per_sample:
+                n_rows = [scores.shape[1]] * batch if valid is None else valid.sum(1).tolist()
+                counts = [top_k_count(self.k, n) if n else 0 for n in n_rows]
+                mask = top_k_mask(scores, counts)
+            else:
+                n_valid = scores.numel() if valid is None else int(valid.sum())
+                counts = [top_k_count(self.k, n_valid) if n_valid else 0]
+                mask = top_k_mask(scores.reshape(1, -1), counts).view(batch, -1)
+            if not any(counts):
+                return _zero_like_graph(inputs)
+            selected = mask.to(inputs.dtype)
+        request = BinaryRequest(ce=True, ce_mask=selected, voxel_ce=inputs.binary_voxel_ce)
+        per_row = inputs.binary_sums(request).ce
+        assert per_row is not None
+        if not self.per_sample:
+            return per_row.sum() / counts[0]
+        kept = [per_row[b] / c for b, c in enumerate(counts) if c]
+        return torch.stack(kept).mean()
 
 
 def checked_percent(k: float) -> float:
@@ -311,4 +389,5 @@ def _zero_like_graph(inputs: LossInputs) -> Tensor:
 
 def _topk_mean(values: Tensor, n_valid: int, percent: float) -> Tensor:
     k = top_k_count(percent, n_valid)
-    return torch.topk(values, k, sorted=False).values.mean()
+    mask = top_k_mask(values.detach().reshape(1, -1), [k]).view_as(values)
+    return torch.where(mask, values, 0.0).sum() / k

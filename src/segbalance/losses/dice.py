@@ -6,12 +6,13 @@ over the batch before the ratio. Voxel weights and the ignore mask multiply ever
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
+from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 
 _DICE = spec_defaults("dice")
@@ -52,6 +53,51 @@ def select(sums: Tensor, inputs: LossInputs, include_background: bool, batch: bo
     return _select_channels(sums, inputs.binary or include_background, batch)
 
 
+class ScoredSums(NamedTuple):
+    """Overlap sums of the scored channels, ``(B, C')`` (or ``(C',)`` with ``batch=True``)."""
+
+    intersection: Tensor
+    pred: Tensor
+    pred_sq: Tensor | None
+    ground: Tensor
+
+
+def region_request(
+    inputs: LossInputs, include_background: bool, squared: bool, split_binary: bool = False
+) -> BinaryRequest:
+    """The binary-core request of an overlap loss (C <= 2): background only if scored.
+
+    ``split_binary``: C = 1 scores the two channels ``[1 - p, p]`` (generalised Dice).
+    """
+    both = include_background if inputs.n_classes == 2 else split_binary
+    return BinaryRequest(region=True, squared=squared, both=both)
+
+
+def scored_sums(
+    inputs: LossInputs,
+    include_background: bool,
+    batch: bool,
+    squared: bool,
+    split_binary: bool = False,
+) -> ScoredSums:
+    """Fused overlap sums of the channels a region loss scores (C = 1: the one channel)."""
+    if inputs.fast_binary:
+        request = region_request(inputs, include_background, squared, split_binary)
+        s = inputs.binary_sums(request)
+        parts = (s.inter, s.pred, s.pred_sq, s.ground)
+        if batch:
+            parts = tuple(None if x is None else x.sum(0) for x in parts)
+        return ScoredSums(*parts)  # type: ignore[arg-type]
+    sums = inputs.region_sums(squared=squared)
+    keep = (inputs, include_background, batch)
+    return ScoredSums(
+        select(sums.intersection, *keep),
+        select(sums.pred, *keep),
+        None if sums.pred_sq is None else select(sums.pred_sq, *keep),
+        select(sums.ground, *keep),
+    )
+
+
 class DiceLoss(SegLoss):
     """``dice``: ``1 - mean_{b,c} (2 sum(w p y) + s_nr) / (sum(w p^q) + sum(w y) + s_dr)``.
 
@@ -81,13 +127,13 @@ class DiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch, self.squared_pred = bool(batch), bool(squared_pred)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        return region_request(inputs, self.include_background, self.squared_pred)
+
     def compute(self, inputs: LossInputs) -> Tensor:
-        sums = inputs.region_sums(squared=self.squared_pred)
-        keep = (inputs, self.include_background, self.batch)
-        intersection = select(sums.intersection, *keep)
-        pred = select(sums.pred_sq if self.squared_pred else sums.pred, *keep)
-        ground = select(sums.ground, *keep)
-        dice = (2 * intersection + self.smooth_nr) / (pred + ground + self.smooth_dr)
+        s = scored_sums(inputs, self.include_background, self.batch, self.squared_pred)
+        pred = s.pred_sq if self.squared_pred else s.pred
+        dice = (2 * s.intersection + self.smooth_nr) / (pred + s.ground + self.smooth_dr)
         return 1 - dice.mean()
 
 
@@ -122,31 +168,21 @@ class GeneralizedDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch, self.w_type = bool(batch), w_type
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        # C = 1 scores the two channels [1 - p, p]
+        return region_request(inputs, self.include_background, self.w_type == "iw", True)
+
     def compute(self, inputs: LossInputs) -> Tensor:
-        sums = inputs.region_sums(squared=self.w_type == "iw")
-        inter, pred, pred_sq, ground = sums.intersection, sums.pred, sums.pred_sq, sums.ground
-        if inputs.binary:
-            # channels [1 - p, p] vs [1 - y, y]: background sums follow from the totals
-            total = inputs.factor_total
-            inter = torch.cat([total - pred - ground + inter, inter], 1)
-            if pred_sq is not None:
-                pred_sq = torch.cat([total - 2 * pred + pred_sq, pred_sq], 1)
-            pred, ground = (
-                torch.cat([total - pred, pred], 1),
-                torch.cat([total - ground, ground], 1),
-            )
-            keep_bg = True
-        else:
-            keep_bg = self.include_background
-        intersection = _select_channels(inter, inputs.binary or keep_bg, self.batch)
-        ground = _select_channels(ground, inputs.binary or keep_bg, self.batch)
+        s = scored_sums(inputs, self.include_background, self.batch, self.w_type == "iw", True)
+        intersection, ground = s.intersection, s.ground
+        pred, pred_sq = s.pred, s.pred_sq
         if self.w_type == "iw":
             assert pred_sq is not None
             # sum (p^2 + y^2) with y^2 = y
-            denominator = _select_channels(pred_sq, inputs.binary or keep_bg, self.batch) + ground
+            denominator = pred_sq + ground
             w = 1.0 / (1.0 + ground.detach() ** 2)
         else:
-            denominator = _select_channels(pred, inputs.binary or keep_bg, self.batch) + ground
+            denominator = pred + ground
             w = 1.0 / ground.detach() ** 2
             infs = torch.isinf(w)
             w = w.masked_fill(infs, 0.0)
@@ -185,12 +221,14 @@ class TverskyLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        return region_request(inputs, self.include_background, False)
+
     def compute(self, inputs: LossInputs) -> Tensor:
-        sums = inputs.region_sums()
-        keep = (inputs, self.include_background, self.batch)
-        tp = select(sums.intersection, *keep)
-        fp = select(sums.pred, *keep) - tp
-        fn = select(sums.ground, *keep) - tp
+        s = scored_sums(inputs, self.include_background, self.batch, False)
+        tp = s.intersection
+        fp = s.pred - tp
+        fn = s.ground - tp
         ratio = (tp + self.smooth_nr) / (tp + self.alpha * fp + self.beta * fn + self.smooth_dr)
         return 1 - ratio.mean()
 
@@ -225,13 +263,15 @@ class AsymmetricSimilarityLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        return region_request(inputs, self.include_background, self.squared)
+
     def compute(self, inputs: LossInputs) -> Tensor:
-        sums = inputs.region_sums(squared=self.squared)
-        keep = (inputs, self.include_background, self.batch)
+        s = scored_sums(inputs, self.include_background, self.batch, self.squared)
         b2 = self.beta**2
-        tp = select(sums.intersection, *keep)
+        tp = s.intersection
         # y is 0/1, so sum w y^2 = sum w y
-        pred = select(sums.pred_sq if self.squared else sums.pred, *keep)
-        denom = b2 * select(sums.ground, *keep) + pred
+        pred = s.pred_sq if self.squared else s.pred
+        denom = b2 * s.ground + pred
         f_beta = ((1 + b2) * tp + self.smooth_nr) / (denom + self.smooth_dr)
         return 1 - f_beta.mean()

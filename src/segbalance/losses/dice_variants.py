@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
+from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.crossentropy import checked_percent, top_k_count
 from segbalance.losses.dice import channels, weighted_sum
 from segbalance.losses.inputs import LossInputs
+from segbalance.losses.topk import top_k_mask
 
 _TOPK = spec_defaults("topk_dice")
 _PM = spec_defaults("pm_dice")
@@ -20,20 +22,13 @@ _PM = spec_defaults("pm_dice")
 def _select_top(scores: Tensor, valid: Tensor | None, percent: float) -> Tensor:
     """0/1 mask ``(B, N)`` of the k largest scores per row, k from that row's valid count."""
     batch = scores.shape[0]
-    selected = torch.zeros_like(scores)
     if valid is not None:
         scores = scores.masked_fill(~valid, float("-inf"))
-        counts = valid.sum(1).tolist()
+        rows = valid.sum(1).tolist()
     else:
-        counts = [scores.shape[1]] * batch
-    if len(set(counts)) == 1 and counts[0] > 0:
-        idx = torch.topk(scores, top_k_count(percent, counts[0]), dim=1, sorted=False).indices
-        return selected.scatter_(1, idx, 1.0)
-    for b, n in enumerate(counts):
-        if n:
-            idx = torch.topk(scores[b], top_k_count(percent, n), sorted=False).indices
-            selected[b, idx] = 1.0
-    return selected
+        rows = [scores.shape[1]] * batch
+    counts = [top_k_count(percent, n) if n else 0 for n in rows]
+    return top_k_mask(scores, counts).to(scores.dtype)
 
 
 class TopKDiceLoss(SegLoss):
@@ -67,7 +62,37 @@ class TopKDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        """C <= 2: the selection (shared and per-class are the same set: the two channels'
+        BCEs are equal) as the region factor of the fused squared Dice sums."""
+        key = f"_topk_dice_mask_{self.k!r}"
+        mask = inputs.__dict__.get(key)
+        if mask is None:
+            batch = inputs.target.shape[0]
+            valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)
+            with torch.no_grad():
+                mask = _select_top(inputs.binary_voxel_ce, valid, self.k)
+            inputs.__dict__[key] = mask
+        both = inputs.n_classes == 2 and self.include_background
+        # the detached voxel CE rides along so a compound's ``ce`` term reuses it
+        return BinaryRequest(
+            region=True,
+            squared=True,
+            both=both,
+            region_mask=mask,
+            voxel_ce=inputs.binary_voxel_ce,
+        )
+
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            s = inputs.binary_sums(self.binary_request(inputs))
+            parts = [s.inter, s.pred_sq, s.ground]
+            if self.batch:
+                parts = [x.sum(0) for x in parts]  # type: ignore[union-attr]
+            intersection, pred_sq, ground = parts
+            # selected voxels only: sum m (p^2 + y^2) with y^2 = y
+            dice = (2 * intersection + self.smooth_nr) / (pred_sq + ground + self.smooth_dr)
+            return 1 - dice.mean()
         p, y = channels(inputs, self.include_background)
         batch = p.shape[0]
         valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)
@@ -130,7 +155,20 @@ class PixelModulatedDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        both = inputs.n_classes == 2 and self.include_background
+        return BinaryRequest(region=True, squared=self.squared, both=both, modulate=self.gamma)
+
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            # the two channels share m: |y_0 - p_0| = |(1 - y) - (1 - p)| = |y - p|
+            s = inputs.binary_sums(self.binary_request(inputs))
+            parts = [s.inter, s.pred_sq if self.squared else s.pred, s.ground]
+            if self.batch:
+                parts = [x.sum(0) for x in parts]  # type: ignore[union-attr]
+            intersection, pred, ground = parts
+            dice = (2 * intersection + self.smooth_nr) / (pred + ground + self.smooth_dr)
+            return 1 - dice.mean()
         p, y = channels(inputs, self.include_background)
         # torch.pow(0, 0) = 1, so gamma = 0 gives m = 1 (plain squared Dice)
         m = (y - p.detach()).abs() ** self.gamma

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segbalance.losses.binary import BinaryRequest, BinarySums, binary_logit, binary_sums, voxel_bce
 from segbalance.losses.fused import RegionSums, region_sums
 
 
@@ -127,7 +128,7 @@ class LossInputs:
         voxel weighting still runs one softmax.
         """
         other = copy.copy(self)
-        for key in ("voxel_factor", "factor_total", "_region_sums"):
+        for key in ("voxel_factor", "factor_total", "_region_sums", "flat_factor", "_binary"):
             other.__dict__.pop(key, None)
         other.weight = weight.to(device=self.device, dtype=self.dtype)
         return other
@@ -136,6 +137,51 @@ class LossInputs:
     @property
     def binary(self) -> bool:
         return self.n_classes == 1
+
+    @property
+    def fast_binary(self) -> bool:
+        """C <= 2: the loss runs on one logit (z, or z_1 - z_0) in the fused binary core."""
+        return self.n_classes <= 2
+
+    @cached_property
+    def binary_y(self) -> Tensor:
+        """Foreground labels as float ``(B, N)`` (C <= 2; ignored voxels are 0)."""
+        return self.target.reshape(self.target.shape[0], -1).to(self.dtype)
+
+    @cached_property
+    def binary_sign(self) -> Tensor:
+        """``1 - 2y`` ``(B, N)``: the BCE is ``softplus(d (1 - 2y))``."""
+        return torch.rsub(self.binary_y, 1.0, alpha=2.0)
+
+    @cached_property
+    def flat_factor(self) -> Tensor | None:
+        """The voxel factor as ``(B, N)``, or None."""
+        f = self.voxel_factor
+        return None if f is None else f.reshape(f.shape[0], -1)
+
+    @cached_property
+    def binary_voxel_ce(self) -> Tensor:
+        """Detached per-voxel CE ``(B, N)`` of the binary logit (C <= 2), not weighted."""
+        with torch.no_grad():
+            return voxel_bce(binary_logit(self.logits.detach()), self.binary_sign)
+
+    def binary_sums(self, request: BinaryRequest) -> BinarySums:
+        """Fused binary sums (C <= 2) for ``request``, shared with earlier covering requests."""
+        cache: list[tuple[BinaryRequest, BinarySums]] = self.__dict__.setdefault("_binary", [])
+        for done, sums in cache:
+            if done.covers(request):
+                if request.region and done.both and not request.both:
+                    # a covering call also scored the background: keep the foreground column
+                    cols = [None if x is None else x[:, 1:] for x in sums[2:6]]
+                    return sums._replace(
+                        inter=cols[0], pred=cols[1], pred_sq=cols[2], ground=cols[3]
+                    )
+                return sums
+        sums = binary_sums(
+            self.logits, self.binary_y, lambda: self.binary_sign, request, factor=self.flat_factor
+        )
+        cache.append((request, sums))
+        return sums
 
     @cached_property
     def valid_f(self) -> Tensor | None:

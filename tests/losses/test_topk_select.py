@@ -1,0 +1,59 @@
+"""Exact top-k selection masks (bracketed k-th value) against a stable argsort."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segbalance.losses.topk import kth_largest, top_k_mask, top_k_row_mask
+
+
+def _argsort_mask(values: np.ndarray, k: int) -> np.ndarray:
+    """The k largest, ties broken by the lowest index (stable sort of -values)."""
+    mask = np.zeros(values.size, dtype=bool)
+    mask[np.argsort(-values, kind="stable")[:k]] = True
+    return mask
+
+
+@pytest.mark.parametrize("n", [1, 7, 1000, 200_003, 1_100_000])
+@pytest.mark.parametrize("frac", [0.001, 0.1, 0.5, 0.97])
+def test_mask_is_the_exact_top_k(n: int, frac: float) -> None:
+    """Rows long enough to use the sampled bracket (n >= 4 * 2^15) and short rows."""
+    rng = np.random.default_rng(n + int(frac * 1000))
+    values = rng.exponential(1.0, n).astype(np.float32)
+    k = max(1, int(frac * n))
+    got = top_k_row_mask(torch.from_numpy(values), k).numpy()
+    np.testing.assert_array_equal(got, _argsort_mask(values, k))
+    assert float(kth_largest(torch.from_numpy(values), k)) == np.sort(values)[n - k]
+
+
+@pytest.mark.parametrize("n", [50, 300_000])
+def test_ties_keep_exactly_k_lowest_indices(n: int) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 5, n).astype(np.float64)  # massive ties at every threshold
+    for k in (1, n // 10, n // 2, n - 1):
+        got = top_k_row_mask(torch.from_numpy(values), k).numpy()
+        assert got.sum() == k
+        np.testing.assert_array_equal(got, _argsort_mask(values, k))
+
+
+def test_excluded_entries_and_skewed_distribution() -> None:
+    """-inf entries are never chosen; a heavy tail (CE of a trained net) still brackets."""
+    rng = np.random.default_rng(5)
+    values = np.where(
+        rng.random(400_000) < 0.99, rng.exponential(1e-4, 400_000), 5.0 + rng.random(400_000)
+    )
+    values[::7] = -np.inf
+    n_valid = int(np.isfinite(values).sum())
+    for k in (10, n_valid // 10, n_valid):
+        got = top_k_row_mask(torch.from_numpy(values), k).numpy()
+        np.testing.assert_array_equal(got, _argsort_mask(values, k))
+        assert np.isfinite(values[got]).all()
+
+
+def test_rows_and_nan() -> None:
+    values = torch.tensor([[3.0, 1.0, 2.0, 0.0], [0.5, float("nan"), 0.1, 0.2]])
+    mask = top_k_mask(values, [2, 1])
+    assert mask.tolist() == [[True, False, True, False], [False, True, False, False]]
+    assert top_k_mask(values, [0, 4]).tolist() == [[False] * 4, [True] * 4]
