@@ -16,7 +16,6 @@ two-channel tensor is materialised except the returned gradient.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -164,9 +163,10 @@ def rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.cat([torch.mv(a[i : i + 1], b[i]) for i in range(a.shape[0])])
 
 
-def voxel_bce(d: Tensor, sign: Tensor, offset: float = 0.0) -> Tensor:
+def voxel_bce(d: Tensor, y: Tensor, offset: float = 0.0) -> Tensor:
     """Per-voxel ``BCE(d + offset, y) = softplus((d + offset)(1 - 2y))`` ``(B, N)``, stable."""
-    out = torch.mul(d, sign) if offset == 0.0 else torch.add(d, offset).mul_(sign)
+    shifted = d if offset == 0.0 else torch.add(d, offset)
+    out = torch.addcmul(shifted, shifted, y, value=-2.0)
     return torch._C._nn.softplus(out, 1, 20, out=out)
 
 
@@ -182,12 +182,14 @@ class _Config:
 
 class _BinaryCore(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, y, sign, fc, fr, aux, voxel_ce, cfg: _Config):  # type: ignore[override]
+    def forward(ctx, logits, y, fc, fr, aux, voxel_ce, cfg: _Config):  # type: ignore[override]
         d = binary_logit(logits)
         batch = d.shape[0]
+        # the CE's logit d + offset (logit adjustment), kept for the backward's sigmoid
+        shifted = d if cfg.offset == 0.0 or not cfg.ce else torch.add(d, cfg.offset)
         ce = ce_aux = None
         if cfg.ce:
-            loss = voxel_ce if voxel_ce is not None else voxel_bce(d, sign(), cfg.offset)
+            loss = voxel_ce if voxel_ce is not None else voxel_bce(shifted, y)
             ce = rowsum(loss) if fc is None else rowdot(loss, fc)
             if aux is not None:
                 ce_aux = rowdot(loss, aux if fc is None else aux * fc)
@@ -228,24 +230,25 @@ class _BinaryCore(torch.autograd.Function):
             ctx.mark_non_differentiable(ground, total)
         # CE backward needs sigmoid(d + offset): reuse p when offset is 0, else recompute from d
         keep_d = cfg.ce and (p is None or cfg.offset != 0.0)
-        ctx.save_for_backward(p, y, fc, fr if cfg.region else None, aux, d if keep_d else None)
+        ctx.save_for_backward(
+            p, y, fc, fr if cfg.region else None, aux, shifted if keep_d else None
+        )
         ctx.cfg = cfg
         ctx.logits_shape = logits.shape
         return ce, ce_aux, inter, pred, pred_sq, ground, total
 
     @staticmethod
     def backward(ctx, g_ce, g_aux, g_inter, g_pred, g_sq, g_ground, g_total):  # type: ignore[override]
-        p, y, fc, fr, aux, d = ctx.saved_tensors
+        p, y, fc, fr, aux, shifted = ctx.saved_tensors
         cfg: _Config = ctx.cfg
         grad = None
         if cfg.region and any(g is not None for g in (g_inter, g_pred, g_sq)):
             grad = _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg)
         if cfg.ce and (g_ce is not None or g_aux is not None):
-            ce_grad = _ce_grad(p, y, fc, aux, d, g_ce, g_aux, cfg.offset)
-            grad = ce_grad if grad is None else grad.add_(ce_grad)
+            grad = _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux)
         if grad is None:
-            return (None,) * 8
-        return expand_binary_grad(grad, ctx.logits_shape), None, None, None, None, None, None, None
+            return (None,) * 7
+        return expand_binary_grad(grad, ctx.logits_shape), None, None, None, None, None, None
 
 
 def _column(g: Tensor | None, k: int, like: Tensor) -> Tensor:
@@ -277,26 +280,25 @@ def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config) -> Tensor:
     return torch.ops.aten.sigmoid_backward.grad_input(tmp, p, grad_input=tmp)
 
 
-def _ce_grad(p, y, fc, aux, d, g_ce, g_aux, offset: float) -> Tensor:
-    # d(sum fc (1 + a g_aux/g_ce) l)/dd = fc (g_ce + a g_aux) (sigmoid(d + offset) - y)
-    if d is not None:
-        r = torch.sigmoid(d if offset == 0.0 else torch.add(d, offset))
-        r.sub_(y)
-    else:
-        r = torch.sub(p, y)
-    batch = r.shape[0]
-    h = r.new_zeros(batch, 1) if g_ce is None else g_ce.view(batch, 1)
+def _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux) -> Tensor:
+    """``grad + fc (g_ce + a g_aux) (sigmoid(shifted) - y)``; ``shifted`` None: use p."""
+    batch = y.shape[0]
+    h = y.new_zeros(batch, 1) if g_ce is None else g_ce.view(batch, 1)
     if aux is not None and g_aux is not None:
         h = torch.addcmul(h, aux, g_aux.view(batch, 1))
     if fc is not None:
         h = h * fc
-    return r.mul_(h)
+    r = p if shifted is None else torch.sigmoid(shifted)
+    if grad is not None:
+        # two in-place multiply-adds into the region gradient, no temporary
+        return grad.addcmul_(r, h).addcmul_(y, h, value=-1.0)
+    out = torch.sub(r, y) if r is p else r.sub_(y)
+    return out.mul_(h)
 
 
 def binary_sums(
     logits: Tensor,
     y: Tensor,
-    sign: Callable[[], Tensor],
     request: BinaryRequest,
     *,
     factor: Tensor | None = None,
@@ -306,7 +308,6 @@ def binary_sums(
     Args:
         logits: ``(B, 1, *S)`` or ``(B, 2, *S)`` float32/float64.
         y: foreground labels as float ``(B, N)`` (0/1; ignored voxels 0).
-        sign: returns ``1 - 2y`` ``(B, N)`` (called only if the voxel CE is computed).
         request: what to compute (:class:`BinaryRequest`).
         factor: voxel factor (weights x ignore mask) ``(B, N)`` or None.
 
@@ -324,7 +325,7 @@ def binary_sums(
         modulate=None if request.modulate is None else float(request.modulate),
     )
     voxel_ce = request.voxel_ce if request.offset == 0.0 else None
-    out = _BinaryCore.apply(logits, y, sign, fc, fr, request.aux, voxel_ce, cfg)
+    out = _BinaryCore.apply(logits, y, fc, fr, request.aux, voxel_ce, cfg)
     return BinarySums(*out)
 
 

@@ -16,9 +16,9 @@ from segbalance.losses.binary import binary_logit, expand_binary_grad
 
 class _BinaryFocal(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, y, sign, factor, alpha, gamma):  # type: ignore[override]
+    def forward(ctx, logits, y, factor, alpha, gamma):  # type: ignore[override]
         d = binary_logit(logits)
-        ell = torch.mul(d, sign)
+        ell = torch.addcmul(d, d, y, value=-2.0)  # v = d (1 - 2y)
         torch._C._nn.softplus(ell, 1, 20, out=ell)
         p_t = torch.neg(ell).exp_()
         q = torch.sub(1.0, p_t)
@@ -41,7 +41,7 @@ class _BinaryFocal(torch.autograd.Function):
         del per_voxel
         # dL/dd = (1 - 2y) alpha_t q^gamma (gamma p_t l + q)
         grad = q if gamma == 0.0 else torch.addcmul(q, p_t, ell, value=gamma).mul_(q_gamma)
-        grad.mul_(sign)
+        grad.addcmul_(grad, y, value=-2.0)  # times (1 - 2y)
         if weight is not None:
             grad.mul_(weight)
         ctx.save_for_backward(grad)
@@ -51,13 +51,12 @@ class _BinaryFocal(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return expand_binary_grad(grad * g, ctx.logits_shape), None, None, None, None, None
+        return expand_binary_grad(grad * g, ctx.logits_shape), None, None, None, None
 
 
 def binary_focal_sum(
     logits: Tensor,
     y: Tensor,
-    sign: Tensor,
     *,
     gamma: float,
     alpha: tuple[float, float] | None,
@@ -67,9 +66,9 @@ def binary_focal_sum(
 
     Args:
         logits: ``(B, 1, *S)`` or ``(B, 2, *S)``.
-        y: foreground labels as float ``(B, N)``; ``sign``: ``1 - 2y``.
+        y: foreground labels as float ``(B, N)``.
         gamma: focusing exponent >= 0.
         alpha: ``(background weight, foreground weight)`` or None.
         factor: voxel factor ``(B, N)`` (weights x ignore mask) or None.
     """
-    return _BinaryFocal.apply(logits, y, sign, factor, alpha, float(gamma))
+    return _BinaryFocal.apply(logits, y, factor, alpha, float(gamma))

@@ -266,7 +266,6 @@ class FocalLoss(SegLoss):
             total = binary_focal_sum(
                 inputs.logits,
                 inputs.binary_y,
-                inputs.binary_sign,
                 gamma=self.gamma,
                 alpha=self._binary_alpha(inputs),
                 factor=inputs.flat_factor,

@@ -149,11 +149,6 @@ class LossInputs:
         return self.target.reshape(self.target.shape[0], -1).to(self.dtype)
 
     @cached_property
-    def binary_sign(self) -> Tensor:
-        """``1 - 2y`` ``(B, N)``: the BCE is ``softplus(d (1 - 2y))``."""
-        return torch.rsub(self.binary_y, 1.0, alpha=2.0)
-
-    @cached_property
     def flat_factor(self) -> Tensor | None:
         """The voxel factor as ``(B, N)``, or None."""
         f = self.voxel_factor
@@ -163,7 +158,7 @@ class LossInputs:
     def binary_voxel_ce(self) -> Tensor:
         """Detached per-voxel CE ``(B, N)`` of the binary logit (C <= 2), not weighted."""
         with torch.no_grad():
-            return voxel_bce(binary_logit(self.logits.detach()), self.binary_sign)
+            return voxel_bce(binary_logit(self.logits.detach()), self.binary_y)
 
     def binary_sums(self, request: BinaryRequest) -> BinarySums:
         """Fused binary sums (C <= 2) for ``request``, shared with earlier covering requests."""
@@ -177,9 +172,7 @@ class LossInputs:
                         inter=cols[0], pred=cols[1], pred_sq=cols[2], ground=cols[3]
                     )
                 return sums
-        sums = binary_sums(
-            self.logits, self.binary_y, lambda: self.binary_sign, request, factor=self.flat_factor
-        )
+        sums = binary_sums(self.logits, self.binary_y, request, factor=self.flat_factor)
         cache.append((request, sums))
         return sums
 
