@@ -249,6 +249,64 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    config: str = typer.Argument(
+        ..., help="Comparison config (YAML); see configs/poster_grid.yaml."
+    ),
+    jobs: int = typer.Option(None, "--jobs", min=1, help="Runs at a time (default: the config's)."),
+    output: str = typer.Option(None, "--output", help="Compare folder (overrides 'output')."),
+    set_: list[str] = typer.Option(
+        None, "--set", help="Override a key, e.g. --set budget.minutes=2."
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+) -> None:
+    """Train cells (loss x optimiser) x seeds, then statistics and the HTML report."""
+    from segbalance.config import load_compare_config
+
+    overrides = _overrides(set_)
+    if output is not None:
+        overrides["output"] = output
+    cfg = load_compare_config(config, overrides)
+    _run_comparison(cfg, config, jobs=jobs, progress=not quiet, report=not no_report)
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="A tiny grid in about 30 s (used by tests)."),
+    output: str = typer.Option("demo_output/demo", "--output", help="Where the demo writes."),
+    jobs: int = typer.Option(
+        None, "--jobs", min=1, help="Runs at a time (default 2; 3 with --quick)."
+    ),
+) -> None:
+    """The main job on the embedded default: phantom, a small comparison grid, report."""
+    from segbalance.experiments.demo import demo_config
+
+    cfg = demo_config(quick=quick, output=output)
+    _run_comparison(cfg, "demo", jobs=jobs, progress=True, report=True)
+
+
+def _run_comparison(cfg, where: str, *, jobs: int | None, progress: bool, report: bool) -> None:
+    from segbalance.errors import TrainingError
+    from segbalance.experiments.compare import run_compare
+
+    manifest = run_compare(cfg, where=where, jobs=jobs, progress=progress)
+    from pathlib import Path
+
+    out = Path(cfg.output)
+    if report:
+        from segbalance.report import build_report
+
+        print(f"report: {build_report(out)}")
+    print(f"results: {out / 'results.csv'}  statistics: {out / 'stats.json'}")
+    if manifest["failed"]:
+        raise TrainingError(
+            f"{len(manifest['failed'])} run(s) failed: {', '.join(manifest['failed'])} "
+            f"(logs in {out / 'logs'}); the others are in the tables"
+        )
+
+
+@app.command()
 def report(
     directory: str = typer.Argument(..., help="A compare folder (results.csv, stats.json)."),
 ) -> None:

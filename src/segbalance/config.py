@@ -247,8 +247,8 @@ class TrainConfig(Section):
         return "off" if value is False or value is None else value
 
     def hash(self) -> str:
-        """Hash of everything that changes the result (not the output folder)."""
-        payload = self.model_dump(mode="json", exclude={"output"})
+        """Hash of everything that changes the result (not the output folder or threads)."""
+        payload = self.model_dump(mode="json", exclude={"output", "threads"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -380,6 +380,7 @@ class CompareConfig(Section):
     output: str
     jobs: int = Field(1, ge=1, le=64)
     landscape: bool = True
+    landscape_steps: int = Field(11, ge=3, le=101)
     metrics: list[str] = ["dice", "hd95", "nsd", "lesion_f1"]
 
     @model_validator(mode="after")

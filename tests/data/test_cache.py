@@ -133,3 +133,25 @@ def test_bad_case_stops_preprocessing_with_input_error(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "ds", {"bad": (image, label)})
     with pytest.raises(InputError, match=r"bad: .*NaN"):
         preprocess_dataset(root)
+
+
+def test_remove_stale_spares_concurrent_writers(tmp_path) -> None:
+    """A fresh temp folder belongs to a live writer (another rank or compare job)."""
+    import os
+    import time
+
+    from segbalance.data.cache import STALE_TMP_SECONDS, _remove_stale
+
+    keep = tmp_path / "case_1@0123456789abcdef"
+    live = tmp_path / "case_1@0123456789abcdef.tmp-42-deadbeef"
+    crashed = tmp_path / "case_1@0123456789abcdef.tmp-41-cafebabe"
+    old_version = tmp_path / "case_1@fedcba9876543210"
+    other_case = tmp_path / "case_10@fedcba9876543210"
+    for folder in (keep, live, crashed, old_version, other_case):
+        folder.mkdir()
+    past = time.time() - STALE_TMP_SECONDS - 10
+    os.utime(crashed, (past, past))
+    _remove_stale(tmp_path, "case_1", keep)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [keep.name, live.name, other_case.name]
+    )

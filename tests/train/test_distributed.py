@@ -51,5 +51,5 @@ def test_torchrun_two_processes_with_sam(write_config, tmp_path) -> None:
     assert result.stdout.count("done: 6 steps") == 1
     steps = [line.split(",")[1] for line in (run / "train_log.csv").read_text().splitlines()[1:]]
     assert steps == ["4", "6"]
-    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]
     assert leftovers == []

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -254,10 +255,27 @@ def _write_case(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: a temp folder older than this is a crashed writer's leftover (a live one is younger)
+STALE_TMP_SECONDS = 3600.0
+
+
 def _remove_stale(directory: Path, name: str, keep: Path) -> None:
+    """Remove the case's folders of other fingerprints and old crash leftovers.
+
+    Temp folders of concurrent writers (DDP ranks, compare jobs) are left alone.
+    """
+    now = time.time()
     for other in directory.glob(f"{glob_escape(name)}@*"):
-        if other != keep and re.fullmatch(r"[0-9a-f]{16}(\.tmp-.*)?", other.name[len(name) + 1 :]):
-            shutil.rmtree(other, ignore_errors=True)
+        suffix = other.name[len(name) + 1 :]
+        if other == keep or not re.fullmatch(r"[0-9a-f]{16}(\.tmp-.*)?", suffix):
+            continue
+        if ".tmp-" in suffix:
+            try:
+                if now - other.stat().st_mtime < STALE_TMP_SECONDS:
+                    continue
+            except FileNotFoundError:
+                continue
+        shutil.rmtree(other, ignore_errors=True)
 
 
 def glob_escape(text: str) -> str:

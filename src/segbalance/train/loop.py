@@ -28,7 +28,7 @@ from segbalance.train.checkpoint import (
 )
 from segbalance.train.distributed import any_rank, barrier, init_distributed, shutdown
 from segbalance.train.logbook import Progress, TensorBoard, TrainLog
-from segbalance.train.rundir import peak_rss_mb, prepare_run_dir, write_run_files
+from segbalance.train.rundir import RunLock, peak_rss_mb, prepare_run_dir, write_run_files
 from segbalance.train.schedule import lr_factor
 from segbalance.train.setup import (
     build_network,
@@ -78,9 +78,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> T
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.output)
+    lock = None
     if dist_info.is_main:
         prepare_run_dir(run_dir, resume)
+        lock = RunLock(run_dir)
     barrier(dist_info)
+    try:
+        return _train(cfg, run_dir, resume, progress, device, dist_info)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    device: torch.device,
+    dist_info: Any,
+) -> TrainResult:
+    """The body of :func:`train` once the run folder is prepared and locked."""
     state = None
     if resume and (run_dir / "checkpoint_last.pt").is_file():
         state = load_checkpoint(run_dir / "checkpoint_last.pt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,36 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
             "a new output folder, or --resume to continue this run",
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``run_dir/.lock``: one trainer per run folder at a time."""
+
+    def __init__(self, run_dir: Path, wait_seconds: float = 15.0) -> None:
+        import fcntl
+
+        self.handle = (run_dir / ".lock").open("a")
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                if time.monotonic() < deadline:  # a stopping process may still be checkpointing
+                    time.sleep(0.1)
+                    continue
+            self.handle.close()
+            raise InputError(
+                str(run_dir),
+                "run folder is in use by another segbalance process",
+                "one process per run folder; wait for it or stop it",
+            ) from None
+
+    def release(self) -> None:
+        import fcntl
+
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
 
 
 def write_run_files(run_dir: Path, cfg: TrainConfig, info: Any) -> None:
