@@ -88,7 +88,7 @@ def test_plan_maps_optimizers_grid_and_overrides(tmp_path) -> None:
 
 
 def test_bad_compare_configs(tmp_path) -> None:
-    with pytest.raises(InputError, match="optimizer 'samm'.*did you mean 'sam'"):
+    with pytest.raises(InputError, match=r"optimizer 'samm'.*did you mean 'sam'"):
         cfg = validate_config(
             _config(tmp_path, cells=[{"name": "a", "optimizer": "samm"}]), CompareConfig, "x"
         )
