@@ -18,13 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job on the embedded default until the training demo lands: the loss table, a
-# seeded synthetic phantom, and its imbalance analysis with the CALF recommendation.
+# The main job on the embedded default: phantom, a 7-method x 2-seed grid, report.html.
 DEMO_DIR ?= demo_output
 demo: $(STAMP)
-	$(BIN)/segbalance losses
-	$(BIN)/segbalance phantom $(DEMO_DIR)/phantom --seed 0
-	$(BIN)/segbalance analyze $(DEMO_DIR)/phantom --plot $(DEMO_DIR)/phantom_imbalance.png
+	$(BIN)/segbalance demo --output $(DEMO_DIR)/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) -q
@@ -42,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sam.py
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/loader.py
+	$(BIN)/python benchmarks/train_step.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo_output
