@@ -275,3 +275,23 @@ def test_evaluate_cli_on_another_dataset(write_config, tmp_path) -> None:
     assert summary["n_cases"] == 2 and set(summary["mean"]) == {"1"}
     assert math.isfinite(summary["mean"]["1"]["hd95"])
     assert run_cli("evaluate", str(tmp_path / "nope")).returncode == 2
+
+
+def test_tensorboard_scalars_match_the_log(write_config, tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config(
+        write_config(
+            {"budget": {"steps": 8}, "tensorboard": True, "validation": {"final_evaluation": False}}
+        )
+    )
+    train(cfg, progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    rows = _rows(tmp_path / "run" / "train_log.csv")
+    losses = {e.step: e.value for e in events.Scalars("loss")}
+    assert sorted(losses) == [int(r["step"]) for r in rows] == [4, 8]
+    for row in rows:
+        assert losses[int(row["step"])] == pytest.approx(float(row["loss"]), rel=1e-4)
+    assert "val_dice" in events.Tags()["scalars"]
