@@ -42,7 +42,8 @@ def _own_cache(cache_dir, monkeypatch) -> None:
 def deep_update(base: dict, changes: dict) -> dict:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        # a model's kwargs belong to one network: replace them instead of merging
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "kwargs":
             out[key] = deep_update(out[key], value)
         else:
             out[key] = value

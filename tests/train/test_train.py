@@ -295,3 +295,58 @@ def test_tensorboard_scalars_match_the_log(write_config, tmp_path) -> None:
     for row in rows:
         assert losses[int(row["step"])] == pytest.approx(float(row["loss"]), rel=1e-4)
     assert "val_dice" in events.Tags()["scalars"]
+
+
+def test_segvol_with_box_prompts_trains_and_evaluates(write_config, tmp_path) -> None:
+    """A tiny SegVol (published key layout) through the whole engine, prompts from labels."""
+    tiny = {
+        "vit_patch_size": [4, 8, 8],
+        "hidden_size": 32,
+        "mlp_dim": 64,
+        "num_layers": 2,
+        "num_heads": 2,
+        "decoder_mlp_dim": 64,
+        "decoder_heads": 2,
+        "prompt": "box",
+    }
+    first = load_config(
+        write_config(
+            {
+                "model": {"name": "segvol", "kwargs": tiny},
+                "data": {"patch_size": [8, 16, 16]},
+                "budget": {"steps": 3},
+                "output": str(tmp_path / "a"),
+                "validation": {"final_evaluation": False},
+            }
+        )
+    )
+    train(first, progress=False)
+    # fine-tune from it through the published key names ("module." + key, as SegVol_v1.pth)
+    weights = _weights(tmp_path / "a" / "checkpoint_last.pt")
+    torch.save(
+        {"model": {"module." + k: v for k, v in weights.items()}, "epoch": 1},
+        tmp_path / "published.pth",
+    )
+    second = load_config(
+        write_config(
+            {
+                "model": {
+                    "name": "segvol",
+                    "kwargs": tiny,
+                    "pretrained": str(tmp_path / "published.pth"),
+                    "freeze": ["image_encoder"],
+                },
+                "data": {"patch_size": [8, 16, 16]},
+                "budget": {"steps": 3},
+                "output": str(tmp_path / "b"),
+            }
+        )
+    )
+    train(second, progress=False)
+    report = json.loads((tmp_path / "b" / "pretrained.json").read_text())
+    assert len(report["matched"]) == len(weights) and report["missing"] == []
+    after = _weights(tmp_path / "b" / "checkpoint_last.pt")
+    encoder = [k for k in weights if k.startswith("image_encoder.")]
+    assert encoder and all(torch.equal(after[k], weights[k]) for k in encoder)
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["n_cases"] == 2 and 0.0 <= summary["mean"]["1"]["dice"] <= 1.0

@@ -21,12 +21,15 @@ def predict_logits(
     sw_batch_size: int = 4,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    label: np.ndarray | Tensor | None = None,
 ) -> Tensor:
     """Logits ``(C_out, *S)`` (float32, CPU) of one volume ``(C_in, *S)``.
 
     MONAI's ``sliding_window_inference`` (windows of ``window`` voxels, ``overlap``,
-    gaussian or constant blending; volumes smaller than a window are padded). The model
-    runs in eval mode and is put back in its previous mode.
+    gaussian or constant blending; volumes smaller than a window are padded). A SegVol
+    model uses its zoom-out-zoom-in inference instead (METHODS §9.2), with prompts from
+    ``label`` ``(*S)`` when it was built with box/point prompts. The model runs in eval
+    mode and is put back in its previous mode.
     """
     from monai.inferers import sliding_window_inference
 
@@ -41,6 +44,21 @@ def predict_logits(
     )
     try:
         with cast:
+            if _is_segvol(model):
+                from segbalance.models.segvol.inference import zoom_out_zoom_in
+
+                prompt = None
+                if getattr(model, "wants_label_prompts", False):
+                    if label is None:
+                        raise ValueError("SegVol with box/point prompts needs the label")
+                    prompt = torch.from_numpy(np.array(label)).to(device)
+                return (
+                    zoom_out_zoom_in(
+                        model, x[0], overlap=overlap, label=prompt, sw_batch_size=sw_batch_size
+                    )
+                    .float()
+                    .cpu()
+                )
             out = sliding_window_inference(
                 x,
                 roi_size=tuple(int(w) for w in window),
@@ -52,6 +70,10 @@ def predict_logits(
     finally:
         model.train(was_training)
     return out[0].float().cpu()
+
+
+def _is_segvol(model: nn.Module) -> bool:
+    return type(model).__name__ == "SegVol" and hasattr(model, "wants_label_prompts")
 
 
 def logits_to_labels(logits: Tensor, classes: Sequence[int] | None = None) -> np.ndarray:

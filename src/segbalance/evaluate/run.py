@@ -101,6 +101,7 @@ def evaluate_run(
             mode=cfg.validation.mode,
             sw_batch_size=cfg.validation.sw_batch_size,
             device=device or torch.device("cpu"),
+            label=np.asarray(case.label),
         )
         pred, affine = to_original_space(logits_to_labels(logits, classes), case.meta)
         atomic_write_bytes(out / f"{name}.nii.gz", nifti_gz_bytes(pred, affine))

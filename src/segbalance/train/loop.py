@@ -110,7 +110,14 @@ def _train(
     info, data = prepare_data(cfg.data, run_dir)
     if dist_info.is_main:
         write_run_files(run_dir, cfg, info)
-    model, _ = build_network(cfg, info)
+    model, pretrained = build_network(cfg, info)
+    if pretrained is not None and dist_info.is_main:
+        import json
+
+        from segbalance.atomic import atomic_write_text
+
+        atomic_write_text(run_dir / "pretrained.json", json.dumps(pretrained, indent=1))
+        print(f"pretrained: {pretrained.get('summary', '')}")
     model.to(device)
     total_steps = planned_steps(cfg)
     optimizer = build_training_optimizer(cfg, model, total_steps)

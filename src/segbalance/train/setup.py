@@ -216,7 +216,7 @@ def build_network(cfg: TrainConfig, info: RunData) -> tuple[nn.Module, dict[str,
     report = None
     if cfg.model.pretrained:
         loaded = load_pretrained(model, cfg.model.pretrained, strict=cfg.model.strict)
-        report = loaded.as_dict()
+        report = {**loaded.as_dict(), "summary": loaded.summary()}
     if cfg.model.freeze:
         try:
             freeze(model, cfg.model.freeze)

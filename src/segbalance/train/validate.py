@@ -42,6 +42,7 @@ def validate(
             sw_batch_size=cfg.sw_batch_size,
             device=device,
             autocast_dtype=autocast_dtype,
+            label=np.asarray(case.label),
         )
         pred = logits_to_labels(logits, classes)
         ref = np.asarray(case.label)
