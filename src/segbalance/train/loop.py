@@ -6,9 +6,7 @@ validation (sliding window, per-class Dice), best/last checkpoints, resume, budg
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +16,23 @@ import torch
 from torch import Tensor, nn
 
 from segbalance.config import TrainConfig
-from segbalance.errors import InputError, TrainingError
+from segbalance.errors import TrainingError
 from segbalance.train.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
     seed_everything,
     set_rng_state,
+)
+from segbalance.train.control import (
+    LabelPrompted,
+    StopRequest,
+    budget_progress,
+    budget_reached,
+    model_inputs,
+    nanmean,
+    pick_device,
+    planned_steps,
 )
 from segbalance.train.distributed import any_rank, barrier, init_distributed, shutdown
 from segbalance.train.logbook import Progress, TensorBoard, TrainLog
@@ -70,7 +78,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> T
         InputError: bad config values found while building the run (exit code 2).
         TrainingError: a non-finite loss with ``on_nonfinite: stop`` (exit code 1).
     """
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     dist_info = init_distributed(device)
     if dist_info.enabled and device.type == "cuda":
         device = torch.device("cuda", dist_info.local_rank)
@@ -141,9 +149,7 @@ def _train(
     )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.amp)
-    net: nn.Module = (
-        _LabelPrompted(model) if getattr(model, "wants_label_prompts", False) else model
-    )
+    net: nn.Module = LabelPrompted(model) if getattr(model, "wants_label_prompts", False) else model
     if dist_info.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -203,7 +209,7 @@ def _train(
     def elapsed_now() -> float:
         return time.perf_counter() - started
 
-    stop_request = _StopRequest()
+    stop_request = StopRequest()
     stopped = "budget"
     last_val_time = elapsed_now()
     window_loss, window_steps, window_start = 0.0, 0, elapsed_now()
@@ -216,7 +222,7 @@ def _train(
             scores = validate(
                 model, data, info, cfg.validation, device=device, autocast_dtype=autocast_dtype
             )
-            mean = _mean(scores.values())
+            mean = nanmean(scores.values())
             if mean > best:
                 best, best_step = mean, c["step"]
                 c["bad_validations"] = 0
@@ -241,7 +247,7 @@ def _train(
             "steps_per_second": window_steps / max(now - window_start, 1e-9),
         }
         if scores:
-            last_dice = _mean(scores.values())
+            last_dice = nanmean(scores.values())
             row["val_dice"] = last_dice
             row.update({f"val_dice_{k}": v for k, v in scores.items()})
         if log is not None:
@@ -253,14 +259,14 @@ def _train(
     # ---- the loop ------------------------------------------------------------------------
     model.train()
     try:
-        while not _budget_reached(cfg, c, elapsed_now(), dist_info):
+        while not budget_reached(cfg, c, elapsed_now(), dist_info):
             micro: list[tuple[Tensor, ...]] = []
             validated_in_epoch = False
             for batch in loader:
                 micro.append(tuple(t.to(device, non_blocking=True) for t in batch))
                 if len(micro) < cfg.optimizer.accumulation:
                     continue
-                progress_fraction = _progress(cfg, c["step"], elapsed_now(), total_steps)
+                progress_fraction = budget_progress(cfg, c["step"], elapsed_now(), total_steps)
                 factor = lr_factor(
                     cfg.schedule.name,
                     c["step"],
@@ -272,7 +278,7 @@ def _train(
                 for group, base_lr in zip(optimizer.param_groups, base_lrs, strict=True):
                     group["lr"] = base_lr * factor
                 skipped_before = getattr(optimizer, "skipped_steps", 0)
-                batches = [(_inputs(net, b), b[1], *b[2:]) for b in micro]
+                batches = [(model_inputs(net, b), b[1], *b[2:]) for b in micro]
                 loss = sam_step_call(net, optimizer, loss_fn, batches, scaler, cfg, autocast_dtype)
                 micro = []
                 c["step"] += 1
@@ -305,7 +311,7 @@ def _train(
                 if any_rank(stop_request.requested, dist_info):
                     stopped = "interrupted"
                     break
-                if _budget_reached(cfg, c, elapsed_now(), dist_info):
+                if budget_reached(cfg, c, elapsed_now(), dist_info):
                     break
             if stopped == "interrupted":
                 break
@@ -313,7 +319,7 @@ def _train(
             if epoch_done:
                 c["epoch"] += 1
             due = epoch_done and c["epoch"] % cfg.validation.every_epochs == 0
-            finished = _budget_reached(cfg, c, elapsed_now(), dist_info)
+            finished = budget_reached(cfg, c, elapsed_now(), dist_info)
             scores = run_validation() if (due or finished) and not validated_in_epoch else None
             log_row(scores)
             if dist_info.is_main:
@@ -374,87 +380,3 @@ def sam_step_call(
         sam_perturbation=cfg.optimizer.sam.perturbation,
         autocast_dtype=autocast_dtype,
     )
-
-
-def planned_steps(cfg: TrainConfig) -> int | None:
-    """Optimiser steps the budget allows (None for a wall-clock-only budget)."""
-    per_epoch = cfg.data.batches_per_epoch // cfg.optimizer.accumulation
-    options = [
-        cfg.budget.steps,
-        None if cfg.budget.epochs is None else cfg.budget.epochs * per_epoch,
-    ]
-    known = [s for s in options if s is not None]
-    return min(known) if known else None
-
-
-def _progress(cfg: TrainConfig, step: int, seconds: float, total_steps: int | None) -> float:
-    parts = []
-    if total_steps is not None:
-        parts.append(step / total_steps)
-    if cfg.budget.minutes is not None:
-        parts.append(seconds / (cfg.budget.minutes * 60))
-    return max(parts)
-
-
-def _budget_reached(
-    cfg: TrainConfig, c: dict[str, int], seconds: float, dist_info: Any = None
-) -> bool:
-    b = cfg.budget
-    reached = (
-        (b.steps is not None and c["step"] >= b.steps)
-        or (b.epochs is not None and c["epoch"] >= b.epochs)
-        or (b.minutes is not None and seconds >= b.minutes * 60)
-    )
-    if dist_info is not None and b.minutes is not None:
-        return any_rank(reached, dist_info)  # clocks differ between ranks: agree
-    return reached
-
-
-def _mean(values: Any) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
-
-
-def _device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("device", "cuda requested but no CUDA device is available", "cpu or auto")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def _inputs(net: nn.Module, batch: tuple[Tensor, ...]) -> Any:
-    inner = getattr(net, "module", net)
-    return (batch[0], batch[1]) if isinstance(inner, _LabelPrompted) else batch[0]
-
-
-class _LabelPrompted(nn.Module):
-    """Feeds the label to models that derive prompts from it (SegVol box/point prompts)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, inputs: tuple[Tensor, Tensor]) -> Tensor:
-        image, label = inputs
-        return self.model(image, label=label)
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop stops at the next step boundary and checkpoints."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(ValueError):  # not the main thread: no handler
-                self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # second Ctrl-C: leave now
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
