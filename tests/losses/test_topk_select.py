@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from segbalance.losses.topk import kth_largest, top_k_mask, top_k_row_mask
+from segbalance.losses.topk import top_k_indices, top_k_mask, top_k_row_mask
 
 
 def _argsort_mask(values: np.ndarray, k: int) -> np.ndarray:
@@ -16,7 +16,7 @@ def _argsort_mask(values: np.ndarray, k: int) -> np.ndarray:
     return mask
 
 
-@pytest.mark.parametrize("n", [1, 7, 1000, 200_003, 1_100_000])
+@pytest.mark.parametrize("n", [1, 7, 1000, 70_001, 1_100_000])
 @pytest.mark.parametrize("frac", [0.001, 0.1, 0.5, 0.97])
 def test_mask_is_the_exact_top_k(n: int, frac: float) -> None:
     """Rows long enough to use the sampled bracket (n >= 4 * 2^15) and short rows."""
@@ -25,7 +25,8 @@ def test_mask_is_the_exact_top_k(n: int, frac: float) -> None:
     k = max(1, int(frac * n))
     got = top_k_row_mask(torch.from_numpy(values), k).numpy()
     np.testing.assert_array_equal(got, _argsort_mask(values, k))
-    assert float(kth_largest(torch.from_numpy(values), k)) == np.sort(values)[n - k]
+    idx = top_k_indices(torch.from_numpy(values), k).numpy()
+    np.testing.assert_array_equal(idx, np.flatnonzero(_argsort_mask(values, k)))
 
 
 @pytest.mark.parametrize("n", [50, 300_000])

@@ -14,6 +14,7 @@ from torch import Tensor
 from segbalance.losses.base import SegLoss, spec_defaults
 from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.binary_focal import binary_focal_sum
+from segbalance.losses.binary_topk import topk_ce_binary
 from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_mask
 
@@ -340,33 +341,20 @@ class TopKCELoss(SegLoss):
         return torch.stack(means).mean()
 
     def _binary(self, inputs: LossInputs) -> Tensor:
-        """C <= 2: select on the detached voxel CE, then one fused CE sum over the selection."""
+        """C <= 2: exact selection, then the CE of the selected voxels only."""
         batch = inputs.target.shape[0]
-        with torch.no_grad():
-            scores = inputs.binary_voxel_ce
-            if inputs.weight is not None:
-                scores = scores * inputs.weight.reshape(batch, -1)
-            valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)
-            if valid is not None:
-                scores = scores.masked_fill(~valid, float("-inf"))
-            if self.per_sample:
-                n_rows = [scores.shape[1]] * batch if valid is None else valid.sum(1).tolist()
-                counts = [top_k_count(self.k, n) if n else 0 for n in n_rows]
-                mask = top_k_mask(scores, counts)
+        if self.per_sample:
+            if inputs.valid is None:
+                rows = [inputs.target[0].numel()] * batch
             else:
-                n_valid = scores.numel() if valid is None else int(valid.sum())
-                counts = [top_k_count(self.k, n_valid) if n_valid else 0]
-                mask = top_k_mask(scores.reshape(1, -1), counts).view(batch, -1)
-            if not any(counts):
-                return _zero_like_graph(inputs)
-            selected = mask.to(inputs.dtype)
-        request = BinaryRequest(ce=True, ce_mask=selected, voxel_ce=inputs.binary_voxel_ce)
-        per_row = inputs.binary_sums(request).ce
-        assert per_row is not None
-        if not self.per_sample:
-            return per_row.sum() / counts[0]
-        kept = [per_row[b] / c for b, c in enumerate(counts) if c]
-        return torch.stack(kept).mean()
+                rows = inputs.valid.reshape(batch, -1).sum(1).tolist()
+            counts = [top_k_count(self.k, n) if n else 0 for n in rows]
+        else:
+            n_valid = int(inputs.n_valid.item())
+            counts = [top_k_count(self.k, n_valid) if n_valid else 0]
+        if not any(counts):
+            return _zero_like_graph(inputs)
+        return topk_ce_binary(inputs, counts, self.per_sample)
 
 
 def checked_percent(k: float) -> float:

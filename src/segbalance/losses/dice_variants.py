@@ -10,6 +10,7 @@ from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
 from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_topk import select_rows, topk_dice_binary
 from segbalance.losses.crossentropy import checked_percent, top_k_count
 from segbalance.losses.dice import channels, weighted_sum
 from segbalance.losses.inputs import LossInputs
@@ -62,37 +63,39 @@ class TopKDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
-    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
-        """C <= 2: the selection (shared and per-class are the same set: the two channels'
-        BCEs are equal) as the region factor of the fused squared Dice sums."""
-        key = f"_topk_dice_mask_{self.k!r}"
-        mask = inputs.__dict__.get(key)
-        if mask is None:
+    def binary_request(self, inputs: LossInputs) -> None:
+        """C <= 2: no core sums (the Dice runs on the selected voxels only), but select now,
+        so that a compound's ``ce`` term reuses the ``v`` tensor the selection ranks."""
+        self._binary_rows(inputs)
+        return None
+
+    def _binary_rows(self, inputs: LossInputs) -> list[Tensor]:
+        """Per-sample flat indices of the selection (shared and per-class are the same set
+        for C <= 2: the two channels' BCEs are equal), cached on the inputs."""
+        key = f"_topk_dice_rows_{self.k!r}"
+        rows = inputs.__dict__.get(key)
+        if rows is None:
             batch = inputs.target.shape[0]
-            valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)
+            if inputs.valid is None:
+                n_rows = [inputs.target[0].numel()] * batch
+            else:
+                n_rows = inputs.valid.reshape(batch, -1).sum(1).tolist()
+            counts = [top_k_count(self.k, n) if n else 0 for n in n_rows]
             with torch.no_grad():
-                mask = _select_top(inputs.binary_voxel_ce, valid, self.k)
-            inputs.__dict__[key] = mask
-        both = inputs.n_classes == 2 and self.include_background
-        # the detached voxel CE rides along so a compound's ``ce`` term reuses it
-        return BinaryRequest(
-            region=True,
-            squared=True,
-            both=both,
-            region_mask=mask,
-            voxel_ce=inputs.binary_voxel_ce,
-        )
+                rows = select_rows(inputs.binary_v, counts)
+            inputs.__dict__[key] = rows
+        return rows
 
     def compute(self, inputs: LossInputs) -> Tensor:
         if inputs.fast_binary:
-            s = inputs.binary_sums(self.binary_request(inputs))
-            parts = [s.inter, s.pred_sq, s.ground]
-            if self.batch:
-                parts = [x.sum(0) for x in parts]  # type: ignore[union-attr]
-            intersection, pred_sq, ground = parts
-            # selected voxels only: sum m (p^2 + y^2) with y^2 = y
-            dice = (2 * intersection + self.smooth_nr) / (pred_sq + ground + self.smooth_dr)
-            return 1 - dice.mean()
+            return topk_dice_binary(
+                inputs,
+                self._binary_rows(inputs),
+                both=inputs.n_classes == 2 and self.include_background,
+                smooth_nr=self.smooth_nr,
+                smooth_dr=self.smooth_dr,
+                batch=self.batch,
+            )
         p, y = channels(inputs, self.include_background)
         batch = p.shape[0]
         valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segbalance.losses.binary import BinaryRequest, BinarySums, binary_logit, binary_sums, voxel_bce
+from segbalance.losses.binary import BinaryRequest, BinarySums, binary_logit, binary_sums
 from segbalance.losses.fused import RegionSums, region_sums
 
 
@@ -155,10 +155,24 @@ class LossInputs:
         return None if f is None else f.reshape(f.shape[0], -1)
 
     @cached_property
-    def binary_voxel_ce(self) -> Tensor:
-        """Detached per-voxel CE ``(B, N)`` of the binary logit (C <= 2), not weighted."""
+    def binary_v(self) -> Tensor:
+        """Detached ``v = d (1 - 2y)`` ``(B, N)`` (C <= 2), ``-inf`` at ignored voxels.
+
+        The voxel BCE is ``softplus(v)``, increasing in v: top-K selection ranks v.
+        """
         with torch.no_grad():
-            return voxel_bce(binary_logit(self.logits.detach()), self.binary_y)
+            d = binary_logit(self.logits.detach())
+            v = torch.addcmul(d, d, self.binary_y, value=-2.0)
+            if self.valid is not None:
+                v.masked_fill_(~self.valid.reshape(v.shape), float("-inf"))
+            return v
+
+    @cached_property
+    def binary_voxel_ce(self) -> Tensor:
+        """Detached per-voxel CE ``(B, N)`` of the binary logit (C <= 2), not weighted; 0 at
+        ignored voxels."""
+        with torch.no_grad():
+            return F.softplus(self.binary_v)
 
     def binary_sums(self, request: BinaryRequest) -> BinarySums:
         """Fused binary sums (C <= 2) for ``request``, shared with earlier covering requests."""

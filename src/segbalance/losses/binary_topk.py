@@ -1,0 +1,114 @@
+"""Top-K CE and top-K Dice for C <= 2 on the selected voxels only (METHODS §1.7, §4).
+
+The voxel BCE is ``softplus(v)`` with ``v = d (1 - 2y)`` and softplus is increasing, so the
+k largest CEs are the k largest ``v`` (a valid tie rule; no softplus over the volume).
+Once the indices are chosen (exact, :mod:`segbalance.losses.topk`), the logits of the
+selected voxels are gathered with autograd, and the loss and its backward touch only
+those ~K % of voxels (the gradient is one scatter into a zero tensor).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from segbalance.losses.inputs import LossInputs
+from segbalance.losses.topk import top_k_indices
+
+
+def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
+    """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at flat voxel indices of ``(B, N)``.
+
+    Differentiable: the backward scatters into a zero tensor of the logits' shape.
+    """
+    n_classes = int(logits.shape[1])
+    flat = logits.reshape(-1)
+    if n_classes == 1:
+        return flat[flat_idx]
+    n = logits[0, 0].numel()
+    row = torch.div(flat_idx, n, rounding_mode="floor")
+    # voxel j of sample b sits at (2b + c) N + j for channel c
+    both = flat[torch.cat([flat_idx + row * n, flat_idx + (row + 1) * n])]
+    m = flat_idx.numel()
+    return both[m:] - both[:m]
+
+
+def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:
+    """Flat ``(B*N)`` indices of the ``counts[b]`` largest scores of each row of ``(B, N)``."""
+    n = scores.shape[1]
+    return [top_k_indices(scores[b], c).add_(b * n) for b, c in enumerate(counts)]
+
+
+def segment_sums(values: Tensor, sizes: list[int]) -> Tensor:
+    """Sums of consecutive segments: ``(T, M)`` with ``sum(sizes) = M`` -> ``(T, len(sizes))``."""
+    if len(set(sizes)) == 1 and sizes[0] > 0:
+        return values.view(values.shape[0], len(sizes), -1).sum(-1)
+    rows = torch.repeat_interleave(
+        torch.arange(len(sizes), device=values.device),
+        torch.tensor(sizes, device=values.device),
+    )
+    out = values.new_zeros(values.shape[0], len(sizes))
+    return out.index_add(1, rows, values)
+
+
+def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> Tensor:
+    """Mean CE of the selected voxels: ``counts`` = [k] for the whole batch, else per row."""
+    batch = inputs.target.shape[0]
+    with torch.no_grad():
+        if inputs.weight is None:
+            scores = inputs.binary_v
+        else:
+            # weights multiply the CE before the selection: rank w * l itself
+            scores = inputs.binary_voxel_ce * inputs.weight.reshape(batch, -1)
+            if inputs.valid is not None:
+                scores = scores.masked_fill(~inputs.valid.reshape(batch, -1), float("-inf"))
+        if per_sample:
+            rows = select_rows(scores, counts)
+        else:
+            rows = [top_k_indices(scores.reshape(-1), counts[0])]
+        idx = torch.cat(rows)
+    ell = _selected_bce(inputs, idx)
+    if inputs.weight is not None:
+        ell = ell * inputs.weight.reshape(-1)[idx]
+    if not per_sample:
+        return ell.sum() / counts[0]
+    sums = segment_sums(ell.unsqueeze(0), [r.numel() for r in rows])[0]
+    kept = [b for b, c in enumerate(counts) if c]
+    k = torch.tensor([counts[b] for b in kept], dtype=ell.dtype, device=ell.device)
+    return (sums[kept] / k).mean()
+
+
+def _selected_bce(inputs: LossInputs, idx: Tensor) -> Tensor:
+    d = gather_binary_logit(inputs.logits, idx)
+    y = inputs.binary_y.reshape(-1)[idx]
+    return F.softplus(d * (1.0 - 2.0 * y))
+
+
+def topk_dice_binary(
+    inputs: LossInputs,
+    rows: list[Tensor],
+    *,
+    both: bool,
+    smooth_nr: float,
+    smooth_dr: float,
+    batch: bool,
+) -> Tensor:
+    """Squared Dice on the selected voxels of each sample (``both``: background channel too)."""
+    idx = torch.cat(rows)
+    d = gather_binary_logit(inputs.logits, idx)
+    y = inputs.binary_y.reshape(-1)[idx]
+    sizes = [r.numel() for r in rows]
+    p = torch.sigmoid(d)
+    # per voxel: p y and p^2 + y^2 (y^2 = y), foreground channel last
+    terms = [p * y, torch.addcmul(y, p, p)]
+    if both:
+        q = torch.sigmoid(-d)  # exact background probability (not 1 - p)
+        ybar = 1.0 - y
+        terms = [q * ybar, torch.addcmul(ybar, q, q), *terms]
+    sums = segment_sums(torch.stack(terms), sizes)  # (2K, B)
+    intersection, denominator = sums[0::2].T, sums[1::2].T  # (B, K)
+    if batch:
+        intersection, denominator = intersection.sum(0), denominator.sum(0)
+    dice = (2 * intersection + smooth_nr) / (denominator + smooth_dr)
+    return 1 - dice.mean()
