@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 
 from segbalance.config import TrainConfig, validate_config
-from segbalance.data import PatchLoader
 from segbalance.train import train
 from segbalance.train.setup import (
-    augment_settings,
+    build_loader,
     build_network,
     build_training_loss,
     prepare_data,
@@ -62,16 +61,7 @@ def bare_rate(steps: int) -> float:
     model, _ = build_network(cfg, info)
     loss_fn = build_training_loss(cfg, info)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=cfg.optimizer.weight_decay)
-    loader = PatchLoader(
-        data,
-        patch_size=info.patch_size,
-        batch_size=cfg.data.batch_size,
-        cases=info.split["train"],
-        oversample_foreground=info.oversample_foreground,
-        augment=augment_settings(cfg.data),
-        seed=cfg.seed,
-        batches_per_epoch=steps,
-    )
+    loader = build_loader(cfg, info, data, batches_per_epoch=steps)
     model.train()
     start = time.perf_counter()
     for inputs, target in loader:

@@ -16,6 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from segbalance.evaluate.run import PER_CASE_COLUMNS
+
 SHAPE = (20, 20, 10)
 AFFINE = np.diag([1.5, 1.5, 3.0, 1.0])
 LESION_CASES = [f"case_{i}" for i in range(5)]
@@ -26,22 +28,7 @@ CELLS = {
 }
 SEEDS = (0, 1)
 COLUMNS = [
-    "case",
-    "class",
-    "class_name",
-    "dice",
-    "iou",
-    "precision",
-    "recall",
-    "hd95",
-    "assd",
-    "nsd",
-    "lesion_tp",
-    "lesion_fp",
-    "lesion_fn",
-    "lesion_f1",
-    "ref_voxels",
-    "pred_voxels",
+    *PER_CASE_COLUMNS,
     "cell",
     "loss",
     "optimizer",

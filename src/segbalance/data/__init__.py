@@ -9,8 +9,7 @@ only the patch loader imports torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segbalance._lazy import lazy_exports
 
 _EXPORTS = {
     "CaseFiles": "layout",
@@ -39,17 +38,4 @@ _EXPORTS = {
     "patch_weights": "loader",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segbalance.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segbalance.data.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

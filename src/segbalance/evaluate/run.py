@@ -18,22 +18,14 @@ import numpy as np
 
 from segbalance.atomic import atomic_write_bytes, atomic_write_text
 from segbalance.errors import InputError
+from segbalance.evaluate.case import CASE_METRIC_KEYS
 
+#: ``per_case.csv`` columns: DESIGN's, then the reference/prediction sizes
 PER_CASE_COLUMNS = (
     "case",
-    "class",
+    *CASE_METRIC_KEYS[:1],
     "class_name",
-    "dice",
-    "iou",
-    "precision",
-    "recall",
-    "hd95",
-    "assd",
-    "nsd",
-    "lesion_tp",
-    "lesion_fp",
-    "lesion_fn",
-    "lesion_f1",
+    *CASE_METRIC_KEYS[1:],
     "ref_voxels",
     "pred_voxels",
 )

@@ -376,12 +376,16 @@ def run_landscape(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    from segbalance.data import PatchLoader
     from segbalance.optim import sharpness
     from segbalance.optim.landscape import loss_landscape
     from segbalance.train.checkpoint import load_checkpoint
     from segbalance.train.rundir import read_run_config
-    from segbalance.train.setup import build_network, build_training_loss, prepare_data
+    from segbalance.train.setup import (
+        build_loader,
+        build_network,
+        build_training_loss,
+        prepare_data,
+    )
 
     cfg = read_run_config(run_dir)
     info, data = prepare_data(cfg.data, run_dir)
@@ -391,14 +395,7 @@ def run_landscape(
         load_checkpoint(best if best.is_file() else run_dir / "checkpoint_last.pt")["model"]
     )
     loss_fn = build_training_loss(cfg, info)
-    loader = PatchLoader(
-        data,
-        patch_size=info.patch_size,
-        batch_size=cfg.data.batch_size,
-        cases=info.split["train"],
-        oversample_foreground=info.oversample_foreground,
-        seed=12345,
-    )
+    loader = build_loader(cfg, info, data, seed=12345)  # one fixed batch for every run
     inputs, target = loader.batch(0)[:2]
     with torch.random.fork_rng():
         out = loss_landscape(model, loss_fn, (inputs, target), steps=steps, span=1.0, seed=0)

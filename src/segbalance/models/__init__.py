@@ -9,8 +9,7 @@ torch or MONAI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segbalance._lazy import lazy_exports
 
 _EXPORTS = {
     "MODEL_NAMES": "factory",
@@ -27,17 +26,4 @@ _EXPORTS = {
     "roi_from_mask": "segvol.inference",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segbalance.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segbalance.models.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -10,8 +10,7 @@ See ``docs/report.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segbalance._lazy import lazy_exports
 
 _EXPORTS = {
     "build_report": "html",
@@ -19,17 +18,4 @@ _EXPORTS = {
     "CompareFolder": "inputs",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segbalance.report' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segbalance.report.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

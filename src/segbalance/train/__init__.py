@@ -9,14 +9,13 @@ Names are imported lazily so that importing the package stays light.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from segbalance._lazy import lazy_exports
 
 _EXPORTS = {
     "train": "loop",
     "TrainResult": "loop",
     "TrainingError": "loop",
-    "planned_steps": "loop",
+    "planned_steps": "control",
     "save_checkpoint": "checkpoint",
     "load_checkpoint": "checkpoint",
     "lr_factor": "schedule",
@@ -27,17 +26,4 @@ _EXPORTS = {
     "read_run_config": "rundir",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'segbalance.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"segbalance.train.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

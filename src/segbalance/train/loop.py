@@ -39,6 +39,7 @@ from segbalance.train.logbook import Progress, TensorBoard, TrainLog
 from segbalance.train.rundir import RunLock, peak_rss_mb, prepare_run_dir, write_run_files
 from segbalance.train.schedule import lr_factor
 from segbalance.train.setup import (
+    build_loader,
     build_network,
     build_training_loss,
     build_training_optimizer,
@@ -131,21 +132,12 @@ def _train(
     optimizer = build_training_optimizer(cfg, model, total_steps)
     loss_fn = build_training_loss(cfg, info).to(device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    from segbalance.data import PatchLoader
-    from segbalance.train.setup import augment_settings
-
-    loader = PatchLoader(
+    loader = build_loader(
+        cfg,
+        info,
         data,
-        patch_size=info.patch_size,
-        batch_size=cfg.data.batch_size,
-        cases=info.split["train"],
-        oversample_foreground=info.oversample_foreground,
-        foreground_sampling=cfg.data.foreground_sampling,
-        augment=augment_settings(cfg.data),
         with_weights=getattr(loss_fn, "voxel_weighting", None) == "inverse_lesion",
         seed=cfg.seed + 1_000_003 * dist_info.rank,  # each rank draws its own patches
-        batches_per_epoch=cfg.data.batches_per_epoch,
-        num_workers=cfg.data.workers,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
     autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.amp)

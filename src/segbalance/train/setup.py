@@ -149,6 +149,33 @@ def augment_settings(cfg: DataConfig) -> Any:
     )
 
 
+def build_loader(
+    cfg: TrainConfig,
+    info: RunData,
+    data: Any,
+    *,
+    with_weights: bool = False,
+    seed: int | None = None,
+    batches_per_epoch: int | None = None,
+) -> Any:
+    """The :class:`PatchLoader` of the training cases as ``data.*`` configures it."""
+    from segbalance.data import PatchLoader
+
+    return PatchLoader(
+        data,
+        patch_size=info.patch_size,
+        batch_size=cfg.data.batch_size,
+        cases=info.split["train"],
+        oversample_foreground=info.oversample_foreground,
+        foreground_sampling=cfg.data.foreground_sampling,
+        augment=augment_settings(cfg.data),
+        with_weights=with_weights,
+        seed=cfg.seed if seed is None else seed,
+        batches_per_epoch=batches_per_epoch or cfg.data.batches_per_epoch,
+        num_workers=cfg.data.workers,
+    )
+
+
 def loss_statistics(loss_name: str, options: dict[str, Any], info: RunData) -> dict[str, Any]:
     """Options the dataset supplies: ``prior`` for LA terms, ``fractions`` for CALF.
 
