@@ -1,0 +1,67 @@
+"""Run ``segbalance`` in this process after installing one injected fault (test helper).
+
+Usage: ``python _child.py FAULT -- segbalance-args...`` where FAULT is one of
+``none``, ``slow-fsync:SECONDS`` (every ``os.fsync`` sleeps first: widens the window in
+which a checkpoint's temp file exists, so a kill lands inside the write),
+``enospc-save:N`` (the N-th ``torch.save`` writes a few bytes and raises ENOSPC) and
+``enospc-fsync:N`` (the N-th ``os.fsync`` raises ENOSPC). The fault is installed before
+segbalance is imported, then ``segbalance.cli.main`` runs exactly as ``python -m
+segbalance`` would.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+
+
+def _nth_call_raises(original, n: int, before=None):
+    calls = {"n": 0}
+
+    def patched(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            if before is not None:
+                before(*args)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(*args, **kwargs)
+
+    return patched
+
+
+def install(fault: str) -> None:
+    """Patch the process according to ``fault`` (see the module docstring)."""
+    kind, _, arg = fault.partition(":")
+    if kind == "none":
+        return
+    if kind == "slow-fsync":
+        real_fsync, delay = os.fsync, float(arg)
+
+        def slow_fsync(fd: int) -> None:
+            time.sleep(delay)
+            real_fsync(fd)
+
+        os.fsync = slow_fsync
+    elif kind == "enospc-fsync":
+        os.fsync = _nth_call_raises(os.fsync, int(arg))
+    elif kind == "enospc-save":
+        import torch
+
+        # a full disk fails part-way: some bytes reach the temp file first
+        torch.save = _nth_call_raises(
+            torch.save, int(arg), before=lambda obj, handle, *a: handle.write(b"partial")
+        )
+    else:
+        raise SystemExit(f"_child.py: unknown fault {fault!r}")
+
+
+if __name__ == "__main__":
+    fault, sep, *rest = sys.argv[1:]
+    assert sep == "--", "usage: _child.py FAULT -- ARGS"
+    install(fault)
+    sys.argv = ["segbalance", *rest]
+    from segbalance.cli import main
+
+    main()
