@@ -12,13 +12,36 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
+from segbalance.losses.binary import BinaryRequest, rowsum
+from segbalance.losses.dilation import ball_kernel, dilate
 from segbalance.losses.inputs import LossInputs
 
+__all__ = ["BalancedCELoss", "DilatedBalancedCELoss", "ball_kernel", "dilate"]
+
 _DBCE = spec_defaults("dbce")
+
+
+def binary_region_balanced_ce(inputs: LossInputs, region: Tensor) -> Tensor:
+    """C <= 2 with two regions: ``region`` float 0/1 ``(B, N)`` marks region 1 (foreground
+    or its dilation), the rest is region 0. One fused core call gives the per-sample sums
+    ``sum m l`` and ``sum m a l``; the weights come from the region counts."""
+    factor = inputs.flat_factor  # the ignore mask (these losses take no voxel weights)
+    with torch.no_grad():
+        total = rowsum(factor) if factor is not None else None
+        n1 = rowsum(region if factor is None else region * factor)
+        if total is None:
+            total = torch.full_like(n1, float(region.shape[1]))
+        counts = torch.stack([total - n1, n1], 1)  # exact: sums of 0/1 values
+        present = (counts > 0).sum(1, keepdim=True).clamp_min(1)
+        weights = torch.where(counts > 0, total[:, None] / (present * counts.clamp_min(1)), 0.0)
+    sums = inputs.binary_sums(BinaryRequest(ce=True, aux=region))
+    assert sums.ce is not None and sums.ce_aux is not None
+    numer = weights[:, 0] * (sums.ce - sums.ce_aux) + weights[:, 1] * sums.ce_aux
+    denom = (weights * counts).sum(1)
+    return (numer / denom.clamp_min(torch.finfo(inputs.dtype).tiny)).mean()
 
 
 def region_balanced_ce(inputs: LossInputs, regions: Tensor, n_regions: int) -> Tensor:
@@ -55,40 +78,9 @@ class BalancedCELoss(SegLoss):
     name = "balanced_ce"
 
     def compute(self, inputs: LossInputs) -> Tensor:
+        if inputs.fast_binary:
+            return binary_region_balanced_ce(inputs, inputs.binary_y)
         return region_balanced_ce(inputs, inputs.target, max(2, inputs.n_classes))
-
-
-def ball_kernel(radius: Sequence[float], device: torch.device | None = None) -> Tensor:
-    """Boolean ellipsoid ``{u : sum (u_i / r_i)^2 <= 1}`` in voxel offsets (a ball if all r equal).
-
-    Args:
-        radius: per-axis radius in voxels (2 or 3 values).
-
-    Returns:
-        bool tensor ``(2*floor(r_0)+1, ...)``.
-    """
-    half = [math.floor(r + 1e-9) for r in radius]
-    axes = [torch.arange(-h, h + 1, dtype=torch.float64) for h in half]
-    grids = torch.meshgrid(*axes, indexing="ij")
-    dist = sum((g / r) ** 2 for g, r in zip(grids, radius, strict=True) if r > 0)
-    if isinstance(dist, int):  # every radius 0: the single centre voxel
-        dist = torch.zeros([1] * len(radius), dtype=torch.float64)
-    return (dist <= 1.0 + 1e-9).to(device=device)
-
-
-def dilate(masks: Tensor, kernel: Tensor) -> Tensor:
-    """Binary dilation of ``(N, *S)`` boolean masks by a boolean structuring element.
-
-    Runs as a convolution with the kernel, on any device (identical to
-    ``scipy.ndimage.binary_dilation`` with the same structure and zero border).
-    """
-    if kernel.numel() == 1:
-        return masks.clone()
-    conv = F.conv3d if masks.ndim == 4 else F.conv2d
-    pad = [s // 2 for s in kernel.shape]
-    weight = kernel.to(device=masks.device, dtype=torch.float32)[None, None]
-    out = conv(masks.unsqueeze(1).to(torch.float32), weight, padding=pad)
-    return out[:, 0] > 0.5
 
 
 class DilatedBalancedCELoss(SegLoss):
@@ -133,6 +125,12 @@ class DilatedBalancedCELoss(SegLoss):
 
     def compute(self, inputs: LossInputs) -> Tensor:
         target = inputs.target
+        if inputs.fast_binary:
+            # one foreground class: its region is its dilated mask (which contains it)
+            with torch.no_grad():
+                kernel = self._kernel(target.ndim - 1, inputs.device)
+                region = dilate(target == 1, kernel).reshape(target.shape[0], -1)
+            return binary_region_balanced_ce(inputs, region.to(inputs.dtype))
         n_fg = max(1, inputs.n_classes - 1)
         with torch.no_grad():
             kernel = self._kernel(target.ndim - 1, inputs.device)
