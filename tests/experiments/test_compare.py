@@ -205,3 +205,14 @@ def test_killed_compare_resumes_and_skips_finished_runs(tmp_path) -> None:
     log = (tmp_path / "cmp" / "runs" / "second-seed0" / "train_log.csv").read_text()
     assert log.splitlines()[-1].split(",")[1] == "30"
     assert len(_csv(tmp_path / "cmp" / "results.csv")) == 4
+
+
+def test_report_and_compare_cli_bad_input(tmp_path) -> None:
+    result = _cli("report", str(tmp_path / "missing"))
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_config(tmp_path, seeds=[0, 0])))
+    result = _cli("compare", str(bad))
+    assert result.returncode == 2 and "seeds must be unique" in result.stderr
+    assert not (tmp_path / "cmp").exists()
