@@ -28,9 +28,12 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # ENOSPC from write/fsync names no file: say which one could not be written
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
         raise
     _fsync_dir(target.parent)
 
