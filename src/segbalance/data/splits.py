@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segbalance.atomic import atomic_write_text
 from segbalance.errors import InputError, did_you_mean
 
 Split = dict[str, list[str]]
@@ -70,10 +71,8 @@ def explicit_split(
 
 def save_splits(splits: list[Split], path: str | Path) -> Path:
     """Write ``splits.json`` (list of folds)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(splits, indent=1) + "\n")
-    return out
+    # atomic like every run file: a crash or a full disk never leaves half a splits.json
+    return atomic_write_text(path, json.dumps(splits, indent=1) + "\n")
 
 
 def load_splits(path: str | Path) -> list[Split]:
