@@ -200,3 +200,29 @@ def test_extreme_logits_stay_finite() -> None:
             assert torch.isfinite(out) and torch.isfinite(x.grad).all(), name
             expected = getattr(ref, name)(c_z, t)
             assert float(out.detach()) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("branch", ["ln_bce", "log10_bce", "bce_dice", "fisher", "arcsine"])
+@pytest.mark.parametrize("c", [1, 2])
+def test_calf_binary_branches(branch: str, c: int) -> None:
+    """§7.6 one-vs-rest on softmax probabilities: for C = 2 the class-1 logit is
+    log p_1 - log(1 - p_1), computed here from the numpy softmax; gradients too."""
+    z, t = random_case(961 + c, n_classes=c, spatial=(3, 4, 2), fg=0.3)
+    if c == 2:
+        p = np.exp(ref.log_softmax(z))
+        logit = (np.log(p[:, 1]) - np.log1p(-p[:, 1]))[:, None]
+    else:
+        logit = z
+    assert value(build_loss("calf", branch=branch), z, t) == pytest.approx(
+        ref.calf(logit, t, branch=branch), rel=1e-9
+    )
+    x = tt(z).requires_grad_(True)
+    build_loss("calf", branch=branch)(x, tl(t)).backward()
+
+    def f(zz: np.ndarray) -> float:
+        if c == 1:
+            return ref.calf(zz, t, branch=branch)
+        pp = np.exp(ref.log_softmax(zz))
+        return ref.calf((np.log(pp[:, 1]) - np.log1p(-pp[:, 1]))[:, None], t, branch=branch)
+
+    np.testing.assert_allclose(x.grad.numpy(), numeric_grad(f, z), rtol=1e-5, atol=1e-8)

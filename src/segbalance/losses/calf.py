@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
+from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 from segbalance.stats import CALF_BRANCHES, calf_branch, calf_select, excess_kurtosis, skewness
 
@@ -105,6 +106,9 @@ class CALFLoss(SegLoss):
 
     def compute(self, inputs: LossInputs) -> Tensor:
         offset = self.calf_mode == "dataset"
+        fused = _fused_branch(inputs, self.branch_for(1)) if offset and inputs.fast_binary else None
+        if fused is not None:
+            return fused
         n_fg = 1 if inputs.binary else inputs.n_classes - 1
         terms = []
         for cls in range(1, n_fg + 1):
@@ -135,6 +139,24 @@ class CALFLoss(SegLoss):
         yf = y if f is None else y * f
         dice = (2 * (pf * y).sum() + EPS) / (pf.sum() + yf.sum() + EPS)
         return bce + 1 - dice
+
+
+def _fused_branch(inputs: LossInputs, branch: str | None) -> Tensor | None:
+    """Dataset mode, C <= 2 (the one-vs-rest logit of class 1 is z_1 - z_0): the BCE
+    branches and BCE + Dice from the fused binary core; None for the transform branches."""
+    if branch in ("log10_bce", "ln_bce"):
+        sums = inputs.binary_sums(BinaryRequest(ce=True))
+        assert sums.ce is not None
+        bce = sums.ce.sum() / inputs.n_valid.clamp_min(1.0)
+        return bce / math.log(10.0) if branch == "log10_bce" else bce
+    if branch == "bce_dice":
+        sums = inputs.binary_sums(BinaryRequest(ce=True, region=True))
+        assert sums.ce is not None and sums.inter is not None
+        bce = sums.ce.sum() / inputs.n_valid.clamp_min(1.0)
+        inter, psum, ysum = sums.inter[:, 0], sums.pred[:, 0], sums.ground[:, 0]  # type: ignore[index]
+        dice = (2 * inter + 1e-5) / (psum + ysum + 1e-5)
+        return bce + 1 - dice.mean()
+    return None
 
 
 def _one_vs_rest(inputs: LossInputs, cls: int) -> tuple[Tensor, Tensor]:
