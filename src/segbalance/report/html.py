@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import os  # noqa: F401  (tests patch html.os.replace: the os module segbalance.atomic uses)
 from pathlib import Path
 
 import jinja2
 
+from segbalance.atomic import atomic_write_text
 from segbalance.report.blocks import Section
 from segbalance.report.inputs import CompareFolder, load_compare_folder
 from segbalance.report.sections import build_sections
@@ -47,18 +47,11 @@ def render_report(folder: CompareFolder, sections: list[Section]) -> str:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename; see ``segbalance.atomic``).
+
+    One implementation for every file: a failed write (ENOSPC) names ``path`` in its error.
+    """
+    atomic_write_text(path, text)
 
 
 def build_report(directory: str | Path) -> Path:
