@@ -216,13 +216,19 @@ class _BinaryCore(torch.autograd.Function):
             if cfg.both:
                 # background channel from sigmoid(-d) itself, not 1 - p: exact when p ~ 1
                 q = torch.sigmoid(torch.neg(d))
-                ybar = torch.sub(1.0, y)
                 qf = q if fr is None else q * fr
-                cols.insert(
-                    0, (rowdot(qf, ybar), rowsum(qf), rowdot(qf, q) if cfg.squared else None)
-                )
-                grounds.insert(0, rowsum(ybar) if fr is None else rowdot(fr, ybar))
-                del q, qf, ybar
+                pred0 = rowsum(qf)
+                # sum qf (1 - y) = sum qf - sum qf y: error <= eps * pred0, harmless in a ratio
+                # whose denominator holds pred0
+                inter0 = pred0 - rowdot(qf, y)
+                cols.insert(0, (inter0, pred0, rowdot(qf, q) if cfg.squared else None))
+                if fr is None:
+                    ground0 = float(d.shape[1]) - ground1  # exact: counts below 2^24
+                else:
+                    # directly, not sum fr - sum fr y: an empty background must give 0 exactly
+                    ground0 = rowdot(fr, torch.sub(1.0, y))
+                grounds.insert(0, ground0)
+                del q, qf
             inter = torch.stack([c[0] for c in cols], 1)
             pred = torch.stack([c[1] for c in cols], 1)
             pred_sq = torch.stack([c[2] for c in cols], 1) if cfg.squared else None
