@@ -2,9 +2,12 @@
 
 Forward+backward time (median of >= 10 runs after warm-up; ours and the reference
 alternate run by run so machine load hits both alike) and peak extra memory (CPU: sampled
-peak RSS minus RSS before the call) at logits (2, C, 128, 128, 128) float32, C = 2 and 1.
+peak RSS minus RSS before the call) at logits (2, C, 128, 128, 128) float32, C = 2 and 1
+(``--classes 2,1,3`` adds the general softmax path). Both sides run in one process with
+the same torch thread count (``--threads``).
 
-    python benchmarks/losses.py [--size 128] [--repeats 10] [--out bench_results/losses.json]
+    python benchmarks/losses.py [--size 128] [--repeats 10] [--threads N] [--classes 2,1]
+        [--only ce dice] [--out bench_results/losses.json] [--markdown table.md]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import monai
 import numpy as np
 import psutil
 import torch
@@ -26,6 +30,20 @@ from monai.losses import DiceCELoss, DiceLoss, FocalLoss, GeneralizedDiceLoss, T
 from segbalance.losses import build_loss, inverse_lesion_weights
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# DESIGN.md "Speed references": time ratio targets (rows without one are reported only)
+TARGETS = {
+    "ce": 1.1,
+    "la_ce": 1.1,
+    "topk_ce": 1.1,
+    "focal": 0.8,
+    "dice": 0.8,
+    "generalized_dice": 0.8,
+    "tversky": 0.8,
+    "dice+ce": 0.6,
+    "balanced": 0.6,
+    "ce+topk_dice": 0.6,
+}
 
 
 def fwd_bwd(fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -90,6 +108,7 @@ def cases(n_classes: int) -> list[tuple[str, LossFn, str, LossFn]]:
         return F.cross_entropy(z, t)
 
     prior = 0.002 if binary else [0.998] + [0.002 / (n_classes - 1)] * (n_classes - 1)
+    # the target is integer labels in [0, C); C = 1 uses {0, 1}
     ours = {name: build_loss(name) for name in ["ce", "topk_ce", "dice", "pm_dice", "asym"]}
     rows = [
         ("ce", ours["ce"], "torch CE", torch_ce),
@@ -193,23 +212,58 @@ def bench_weights(size: int, repeats: int) -> dict[str, float]:
     return {"ours_ms": ours_ms, "ref_ms": ref_ms, "speedup": ref_ms / ours_ms}
 
 
+def markdown_table(results: dict[str, object], n_classes: int, size: int, repeats: int) -> str:
+    """The measured rows of one channel count as a markdown table."""
+    lines = [
+        f"**logits (2, {n_classes}, {size}, {size}, {size}) float32**, forward+backward, median of "
+        f"{repeats} interleaved runs (ms); peak extra RSS (MB)",
+        "",
+        "| loss | ours ms | reference | ref ms | ratio | target | met | MB ours / ref |",
+        "|---|---:|---|---:|---:|---:|:---:|---:|",
+    ]
+    prefix = f"C{n_classes}/"
+    for key, row in results.items():
+        if not key.startswith(prefix) or not isinstance(row, dict):
+            continue
+        name = key[len(prefix) :]
+        target = TARGETS.get(name)
+        met = "-" if target is None else ("yes" if row["ratio"] <= target else "**no**")
+        lines.append(
+            f"| `{name}` | {row['ours_ms']:.1f} | {row['reference']} | {row['ref_ms']:.1f} | "
+            f"{row['ratio']:.2f} | {'' if target is None else f'<= {target}'} | {met} | "
+            f"{row['ours_peak_mb']:.0f} / {row['ref_peak_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--only", nargs="*", help="loss names to run (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (both sides)")
+    parser.add_argument("--classes", default="2,1", help="channel counts, e.g. 2,1,3")
     parser.add_argument("--out", type=Path, default=Path("bench_results/losses.json"))
+    parser.add_argument("--markdown", type=Path, default=None, help="also write the tables")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results: dict[str, object] = {
         "torch": torch.__version__,
+        "monai": monai.__version__,
         "threads": torch.get_num_threads(),
         "size": args.size,
+        "repeats": args.repeats,
     }
-    for n_classes in (2, 1):
+    channel_counts = [int(c) for c in args.classes.split(",")]
+    for n_classes in channel_counts:
         shape = (2, n_classes, args.size, args.size, args.size)
         logits = torch.randn(shape)
-        target = (torch.rand(2, args.size, args.size, args.size) < 0.01).long()
+        fg = torch.rand(2, args.size, args.size, args.size) < 0.01
+        # C >= 3: the foreground voxels spread over the foreground classes
+        labels = torch.randint(1, max(2, n_classes), fg.shape)
+        target = torch.where(fg, labels, torch.zeros_like(labels))
         print(f"\nlogits {shape} float32, fwd+bwd median of {args.repeats} (ms)")
         print(f"{'loss':<18}{'ours':>9}{'reference':>28}{'ref':>9}{'ratio':>8}{'MB ours/ref':>16}")
         for name, ours, ref_name, ref in cases(n_classes):
@@ -221,6 +275,10 @@ def main() -> None:
                 f"{name:<18}{r['ours_ms']:>9.1f}{ref_name:>28}{r['ref_ms']:>9.1f}"
                 f"{r['ratio']:>8.2f}{r['ours_peak_mb']:>9.0f}/{r['ref_peak_mb']:.0f}"
             )
+    if args.markdown is not None:
+        tables = [markdown_table(results, c, args.size, args.repeats) for c in channel_counts]
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text("\n".join(tables))
     w = bench_weights(args.size, args.repeats)
     results["inverse_lesion_weights"] = w
     print(
