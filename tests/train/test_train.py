@@ -350,3 +350,31 @@ def test_segvol_with_box_prompts_trains_and_evaluates(write_config, tmp_path) ->
     assert encoder and all(torch.equal(after[k], weights[k]) for k in encoder)
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["n_cases"] == 2 and 0.0 <= summary["mean"]["1"]["dice"] <= 1.0
+
+
+def test_clock_validation_and_early_stopping(write_config, tmp_path) -> None:
+    cfg = load_config(
+        write_config(
+            {
+                "budget": {"steps": 3},
+                "validation": {"every_minutes": 1e-5, "final_evaluation": False},
+            }
+        )
+    )
+    train(cfg, progress=False)
+    rows = _rows(tmp_path / "run" / "train_log.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # validated after every step
+    assert all(r["val_dice"] != "" for r in rows)
+    # patience 1 with lr 0: the second validation cannot improve, so training stops there
+    cfg = load_config(
+        write_config(
+            {
+                "budget": {"epochs": 10},
+                "optimizer": {"lr": 1e-12},
+                "validation": {"patience": 1, "final_evaluation": False},
+                "output": str(tmp_path / "es"),
+            }
+        )
+    )
+    result = train(cfg, progress=False)
+    assert result.stopped == "early_stopping" and result.epoch == 2

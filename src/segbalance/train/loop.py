@@ -313,7 +313,8 @@ def _train(
             due = epoch_done and c["epoch"] % cfg.validation.every_epochs == 0
             finished = budget_reached(cfg, c, elapsed_now(), dist_info)
             scores = run_validation() if (due or finished) and not validated_in_epoch else None
-            log_row(scores)
+            if scores is not None or window_steps > 0:  # no second row for the same step
+                log_row(scores)
             if dist_info.is_main:
                 save_checkpoint(run_dir / "checkpoint_last.pt", checkpoint_state())
             patience = cfg.validation.patience
