@@ -4,7 +4,7 @@ Usage: ``python _child.py FAULT -- segbalance-args...`` where FAULT is one of
 ``none``, ``slow-fsync:SECONDS`` (every ``os.fsync`` sleeps first: widens the window in
 which a checkpoint's temp file exists, so a kill lands inside the write),
 ``enospc-save:N`` (the N-th ``torch.save`` writes a few bytes and raises ENOSPC) and
-``enospc-fsync:N`` (the N-th ``os.fsync`` raises ENOSPC). The fault is installed before
+``enospc-fsync:N`` (the N-th ``os.fsync`` of a regular file raises ENOSPC). The fault is installed before
 segbalance is imported, then ``segbalance.cli.main`` runs exactly as ``python -m
 segbalance`` would.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 import time
 
@@ -45,7 +46,14 @@ def install(fault: str) -> None:
 
         os.fsync = slow_fsync
     elif kind == "enospc-fsync":
-        os.fsync = _nth_call_raises(os.fsync, int(arg))
+        real_fsync = os.fsync
+        failing = _nth_call_raises(real_fsync, int(arg))
+
+        def fsync_files(fd: int) -> None:
+            # only regular files count: a folder fsync after a rename is best-effort
+            return failing(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else real_fsync(fd)
+
+        os.fsync = fsync_files
     elif kind == "enospc-save":
         import torch
 

@@ -126,13 +126,11 @@ def _compare_config(tmp_path: Path) -> Path:
         "dataset": "phantom",
         "phantom": {"n_cases": 4, "shape": [24, 24, 24], "fg_fraction": 0.01},
         "train": {**demo_config(quick=True).train, "threads": 1},
-        "budget": {"steps": 6},
+        "budget": {"steps": 8},
         "seeds": [0],
-        "cells": [
-            {"name": "first", "loss": "dice+ce", "optimizer": "adamw"},
-            {"name": "second", "loss": "dice", "optimizer": "sam"},
-        ],
-        "jobs": 2,
+        # one SAM cell: each cell costs a `python -m segbalance train` start (~10 s here)
+        "cells": [{"name": "sam", "loss": "dice+ce", "optimizer": "sam"}],
+        "jobs": 1,
         "output": str(tmp_path / "cmp"),
         "landscape": False,
     }
@@ -156,7 +154,7 @@ def test_killed_compare_resumes_to_the_uninterrupted_weights(cli, tmp_path) -> N
     time.sleep(0.5)  # orphaned trainers got SIGTERM (PR_SET_PDEATHSIG): let them checkpoint
     result = cli.run("compare", config, "--no-report", "--quiet")
     failures = int(result.code != 0)
-    for cell in ("first", "second"):
+    for cell in ("sam",):
         # the uninterrupted reference: the same resolved cell config, trained in one go
         ref = tmp_path / f"ref-{cell}"
         cell_config = out / "configs" / f"{cell}-seed0.yaml"
@@ -167,4 +165,4 @@ def test_killed_compare_resumes_to_the_uninterrupted_weights(cli, tmp_path) -> N
     assert result.code == 0, result.stderr[-2000:]
     assert killed and failures == 0
     rows = (out / "results.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 2 * 2  # header + 2 validation cases x 2 cells
+    assert len(rows) == 1 + 2  # header + 2 validation cases
