@@ -69,9 +69,10 @@ def _child(request: dict) -> None:
 
 def _rss_kb() -> int:
     """This process's resident set size now (the child started with these pages)."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
     return 0
 
 
