@@ -381,6 +381,7 @@ class CompareConfig(Section):
     jobs: int = Field(1, ge=1, le=64)
     landscape: bool = True
     landscape_steps: int = Field(11, ge=3, le=101)
+    sharpness: bool = False
     metrics: list[str] = ["dice", "hd95", "nsd", "lesion_f1"]
 
     @model_validator(mode="after")

@@ -147,7 +147,10 @@ def test_demo_quick_tables_match_the_runs_and_second_run_reuses(tmp_path) -> Non
     for cell, entry in stats["methods"].items():
         assert entry["mean"] == pytest.approx(means[cell], abs=1e-5)
     assert (out / "runs" / "baseline-seed0" / "landscape.json").is_file()
-    assert (out / "runs" / "sam-seed0" / "landscape.json").is_file()
+    landscape = json.loads((out / "runs" / "sam-seed0" / "landscape.json").read_text())
+    sam_cell = next(c for c in manifest["cells"] if c["name"] == "sam")
+    assert sam_cell["sharpness"] == [landscape["sharpness"]]  # one probe, two files agree
+    assert all(isinstance(c["sharpness"][0], float) for c in manifest["cells"])
     stamp = (out / "runs" / "sam-seed0" / "summary.json").stat().st_mtime_ns
     start = time.perf_counter()
     again = _cli("demo", "--quick", "--output", str(out))

@@ -155,10 +155,8 @@ def run_compare(
     for run in runs:
         _mark_reusable(run)
     _execute([r for r in runs if r.status == "pending"], out, n_jobs, per_run_threads, progress)
-    manifest = write_results(cfg, runs, dataset, stats)
-    if cfg.landscape:
-        write_landscapes(cfg, runs, threads=per_run_threads)
-    return manifest
+    write_landscapes(cfg, runs, threads=per_run_threads)
+    return write_results(cfg, runs, dataset, stats)
 
 
 def _resolve_dataset(cfg: CompareConfig) -> str:
@@ -343,10 +341,16 @@ def write_results(
                 "run_dirs": [str(r.run_dir.relative_to(out)) for r in mine],
                 "status": [r.status for r in mine],
                 "error": [r.error for r in mine],
+                "sharpness": [_sharpness(r.run_dir) for r in mine],
             }
         )
     atomic_write_text(out / "compare.json", json.dumps(manifest, indent=1))
     return manifest
+
+
+def _sharpness(run_dir: Path) -> float | None:
+    path = run_dir / "sharpness.json"
+    return json.loads(path.read_text())["sharpness"] if path.is_file() else None
 
 
 def _none(value: Any) -> Any:
@@ -356,22 +360,45 @@ def _none(value: Any) -> Any:
 def write_landscapes(
     cfg: CompareConfig, runs: list[CellRun], rho: float = 0.05, threads: int | None = None
 ) -> None:
-    """``landscape.json`` for the first seed of the baseline and of the first SAM cell."""
+    """``landscape.json`` for the first seed of the baseline and of the first SAM cell;
+    with ``sharpness: true`` also ``sharpness.json`` for every run."""
     first_seed = cfg.seeds[0]
     chosen = [r for r in runs if r.seed == first_seed and r.cell == cfg.baseline_cell]
     sam = [r for r in runs if r.seed == first_seed and r.sam != "none"]
-    for run in chosen + sam[:1]:
-        if run.status in ("done", "reused") and not (run.run_dir / "landscape.json").is_file():
-            landscape = run_landscape(
-                run.run_dir, rho=rho, steps=cfg.landscape_steps, threads=threads
-            )
-            atomic_write_text(run.run_dir / "landscape.json", json.dumps(landscape))
+    chosen = chosen + sam[:1] if cfg.landscape else []
+    for run in runs:
+        if run.status not in ("done", "reused"):
+            continue
+        wants_landscape = run in chosen and not (run.run_dir / "landscape.json").is_file()
+        wants_sharpness = cfg.sharpness and not (run.run_dir / "sharpness.json").is_file()
+        if not (wants_landscape or wants_sharpness):
+            continue
+        probe = run_landscape(
+            run.run_dir,
+            rho=rho,
+            steps=cfg.landscape_steps,
+            threads=threads,
+            landscape=wants_landscape,
+        )
+        if wants_landscape:
+            atomic_write_text(run.run_dir / "landscape.json", json.dumps(probe))
+        sharp = {"sharpness": probe["sharpness"], "rho": rho}
+        atomic_write_text(run.run_dir / "sharpness.json", json.dumps(sharp))
 
 
 def run_landscape(
-    run_dir: Path, *, rho: float = 0.05, steps: int = 11, threads: int | None = None
+    run_dir: Path,
+    *,
+    rho: float = 0.05,
+    steps: int = 11,
+    threads: int | None = None,
+    landscape: bool = True,
 ) -> dict[str, Any]:
-    """Loss landscape and sharpness of a run's best weights on one fixed training batch."""
+    """Loss landscape (optional) and sharpness of a run's best weights on one fixed batch.
+
+    Sharpness is ``segbalance.optim.sharpness`` of the run's own training loss, so it
+    compares optimisers trained with the same loss, not different losses.
+    """
     import torch
 
     if threads is not None:
@@ -397,8 +424,10 @@ def run_landscape(
     loss_fn = build_training_loss(cfg, info)
     loader = build_loader(cfg, info, data, seed=12345)  # one fixed batch for every run
     inputs, target = loader.batch(0)[:2]
+    out: dict[str, Any] = {}
     with torch.random.fork_rng():
-        out = loss_landscape(model, loss_fn, (inputs, target), steps=steps, span=1.0, seed=0)
+        if landscape:
+            out = loss_landscape(model, loss_fn, (inputs, target), steps=steps, span=1.0, seed=0)
         out["sharpness"] = float(sharpness(model, loss_fn, (inputs, target), rho=rho))
     out["rho"] = rho
     return out

@@ -62,6 +62,7 @@ def demo_config(*, quick: bool = False, output: str = "demo_output/demo") -> Com
             output=output,
             jobs=3,
             landscape_steps=5,
+            sharpness=True,
         )
     return CompareConfig(
         dataset="phantom",
@@ -72,4 +73,5 @@ def demo_config(*, quick: bool = False, output: str = "demo_output/demo") -> Com
         cells=DEMO_CELLS,
         output=output,
         jobs=2,
+        sharpness=True,
     )
