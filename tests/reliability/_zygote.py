@@ -9,7 +9,7 @@ operation itself, so no thread pool exists when it forks.
 
 Protocol (one JSON object per line on stdin, one reply per line on stdout):
 ``{"run": [...args], "fault": "none", "out": PATH, "err": PATH, "cwd": DIR, "env": {}}``
--> ``{"pid": N}``; ``{"wait": N}`` -> ``{"status": exit code or -signal, "peak_rss_kb", "zygote_rss_kb"}``.
+-> ``{"pid": N}``; ``{"wait": N}`` -> ``{"status": exit code, or -signal}``.
 """
 
 from __future__ import annotations
@@ -67,15 +67,6 @@ def _child(request: dict) -> None:
         os._exit(code)
 
 
-def _rss_kb() -> int:
-    """This process's resident set size now (the child started with these pages)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def serve() -> None:
     """Answer requests until stdin closes."""
     _preload()
@@ -83,12 +74,9 @@ def serve() -> None:
     for line in sys.stdin:
         request = json.loads(line)
         if "wait" in request:
-            _, status, usage = os.wait4(int(request["wait"]), 0)
+            _, status = os.waitpid(int(request["wait"]), 0)
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            # the child's peak RSS counts the pages it shares with us: report our RSS too
-            base = _rss_kb()
-            reply = {"status": code, "peak_rss_kb": usage.ru_maxrss, "zygote_rss_kb": base}
-            print(json.dumps(reply), flush=True)
+            print(json.dumps({"status": code}), flush=True)
             continue
         sys.stdout.flush()
         pid = os.fork()

@@ -75,7 +75,6 @@ class Run:
     code: int
     stdout: str
     stderr: str
-    rss_growth_mb: float = 0.0  # the child's peak RSS above the zygote's at the fork
 
 
 class Zygote:
@@ -124,10 +123,9 @@ class Zygote:
 
     def wait(self, pid: int) -> Run:
         """Reap the child; its exit code (or minus the signal) and what it printed."""
-        reply = self._send({"wait": pid})
+        code = self._send({"wait": pid})["status"]
         out, err = self._files[pid]
-        growth = (reply["peak_rss_kb"] - reply["zygote_rss_kb"]) / 1024
-        return Run(reply["status"], Path(out).read_text(), Path(err).read_text(), growth)
+        return Run(code, Path(out).read_text(), Path(err).read_text())
 
     def run(self, *args: str, **kwargs) -> Run:
         """Run ``segbalance ARGS`` to the end."""
