@@ -109,9 +109,7 @@ def _verdict(code: int, out: str, err: str) -> str | None:
 @given(
     changes=st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4),
 )
-def test_mutated_configs_exit_0_or_2_with_one_line(
-    changes, tmp_path, capsys, monkeypatch
-) -> None:
+def test_mutated_configs_exit_0_or_2_with_one_line(changes, tmp_path, capsys, monkeypatch) -> None:
     raw = deep_update(TINY, {"output": str(tmp_path / "run")})
     for dotted, value in changes:
         _set(raw, dotted, value)
