@@ -23,15 +23,14 @@ def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
     Differentiable: the backward scatters into a zero tensor of the logits' shape.
     """
     n_classes = int(logits.shape[1])
-    flat = logits.reshape(-1)
     if n_classes == 1:
-        return flat[flat_idx]
+        return logits.reshape(-1)[flat_idx]
     n = logits[0, 0].numel()
-    row = torch.div(flat_idx, n, rounding_mode="floor")
-    # voxel j of sample b sits at (2b + c) N + j for channel c
-    both = flat[torch.cat([flat_idx + row * n, flat_idx + (row + 1) * n])]
-    m = flat_idx.numel()
-    return both[m:] - both[:m]
+    # one gather of both channels of every selected voxel (one scatter in the backward)
+    pairs = logits.reshape(logits.shape[0], 2, n)[
+        torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
+    ]
+    return pairs[:, 1] - pairs[:, 0]
 
 
 def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:
@@ -82,7 +81,7 @@ def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> T
 def _selected_bce(inputs: LossInputs, idx: Tensor) -> Tensor:
     d = gather_binary_logit(inputs.logits, idx)
     y = inputs.binary_y.reshape(-1)[idx]
-    return F.softplus(d * (1.0 - 2.0 * y))
+    return F.softplus(torch.addcmul(d, d, y, value=-2.0))  # softplus(d (1 - 2y))
 
 
 def topk_dice_binary(

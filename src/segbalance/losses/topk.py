@@ -27,13 +27,13 @@ def _lower_bound(values: Tensor, k: int) -> Tensor | None:
     stride = n // _SAMPLE
     if stride < 4:
         return None
-    sample = torch.sort(values[::stride]).values
+    sample = values[::stride]
     m = sample.numel()
     # ascending rank of the k-th largest, scaled to the sample, minus 6 standard deviations
     frac = (n - k) / n
     margin = 6.0 * math.sqrt(m * max(frac * (1.0 - frac), 1.0 / m)) + 8.0
     lo_pos = math.floor(frac * m - margin)
-    return sample[lo_pos] if lo_pos >= 0 else None
+    return torch.kthvalue(sample, lo_pos + 1).values if lo_pos >= 0 else None
 
 
 def top_k_indices(values: Tensor, k: int) -> Tensor:
