@@ -1,12 +1,12 @@
 """Run ``segbalance`` in this process after installing one injected fault (test helper).
 
-Usage: ``python _child.py FAULT -- segbalance-args...`` where FAULT is one of
-``none``, ``slow-fsync:SECONDS`` (every ``os.fsync`` sleeps first: widens the window in
-which a checkpoint's temp file exists, so a kill lands inside the write),
-``enospc-save:N`` (the N-th ``torch.save`` writes a few bytes and raises ENOSPC) and
-``enospc-fsync:N`` (the N-th ``os.fsync`` of a regular file raises ENOSPC). The fault is installed before
-segbalance is imported, then ``segbalance.cli.main`` runs exactly as ``python -m
-segbalance`` would.
+Usage: ``python _child.py FAULT -- segbalance-args...`` (the zygote calls ``install``
+directly) where FAULT is one of ``none``; ``slow-fsync:SECONDS`` (every ``os.fsync`` of a
+checkpoint temp file sleeps first: widens the window in which the temp file exists, so a
+kill lands inside the write); ``enospc-save:N`` (the N-th ``torch.save`` writes a few
+bytes, then raises ENOSPC); ``enospc-fsync:N`` (the N-th ``os.fsync`` of a regular file
+raises ENOSPC). The fault is installed first, then ``segbalance.cli.main`` runs exactly as
+``python -m segbalance`` would.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ def install(fault: str) -> None:
         real_fsync, delay = os.fsync, float(arg)
 
         def slow_fsync(fd: int) -> None:
-            time.sleep(delay)
+            # only checkpoint temp files: the other run files need not slow the run down
+            if ".pt." in os.readlink(f"/proc/self/fd/{fd}"):
+                time.sleep(delay)
             real_fsync(fd)
 
         os.fsync = slow_fsync

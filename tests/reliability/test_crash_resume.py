@@ -126,7 +126,7 @@ def _compare_config(tmp_path: Path) -> Path:
         "dataset": "phantom",
         "phantom": {"n_cases": 4, "shape": [24, 24, 24], "fg_fraction": 0.01},
         "train": {**demo_config(quick=True).train, "threads": 1},
-        "budget": {"steps": 8},
+        "budget": {"steps": 16},
         "seeds": [0],
         # one SAM cell: each cell costs a `python -m segbalance train` start (~10 s here)
         "cells": [{"name": "sam", "loss": "dice+ce", "optimizer": "sam"}],
@@ -146,7 +146,7 @@ def test_killed_compare_resumes_to_the_uninterrupted_weights(cli, tmp_path) -> N
     rng = np.random.default_rng(100)
     pid = cli.start("compare", config, "--no-report", "--quiet")
     wait_for(lambda: any(out.glob("runs/*/checkpoint_last.pt")) or not alive(pid), timeout=240)
-    time.sleep(float(rng.uniform(0.0, 2.0)))
+    time.sleep(float(rng.uniform(0.0, 0.3)))  # the run is still training then
     killed = cli.kill(pid).code == -9 if alive(pid) else False
     survivors = sorted(out.glob("runs/*/checkpoint_last.pt"))
     for path in survivors:  # whatever was on disk at the kill loads
@@ -163,6 +163,7 @@ def test_killed_compare_resumes_to_the_uninterrupted_weights(cli, tmp_path) -> N
         failures += not same_weights(weights(ref / "checkpoint_last.pt"), weights(got))
     record("compare-resume", 1, int(killed), failures, fault_word="kills")
     assert result.code == 0, result.stderr[-2000:]
-    assert killed and failures == 0
+    assert killed, "compare had finished before the kill"
+    assert failures == 0
     rows = (out / "results.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 2  # header + 2 validation cases
