@@ -8,6 +8,7 @@ the same torch thread count (``--threads``).
 
     python benchmarks/losses.py [--size 128] [--repeats 10] [--threads N] [--classes 2,1]
         [--only ce dice] [--out bench_results/losses.json] [--markdown table.md]
+    python benchmarks/losses.py --combine run1.json run2.json ... [--markdown table.md]
 """
 
 from __future__ import annotations
@@ -236,6 +237,42 @@ def markdown_table(results: dict[str, object], n_classes: int, size: int, repeat
     return "\n".join(lines) + "\n"
 
 
+def combine_runs(paths: list[Path]) -> str:
+    """Markdown tables from several JSON runs: per row the median over runs of each run's
+    (interleaved, median-of-repeats) times and ratio, with the range of the ratios."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    keys = [k for k in runs[0] if "/" in k and all(k in r for r in runs)]
+    out = []
+    for n_classes in sorted({int(k.split("/")[0][1:]) for k in keys}, reverse=True):
+        size = runs[0]["size"]
+        out += [
+            f"**logits (2, {n_classes}, {size}, {size}, {size}) float32**, forward+backward; "
+            f"median over {len(runs)} runs of (median of {runs[0]['repeats']} interleaved "
+            "repeats); ratio range over the runs; peak extra RSS (MB, median)",
+            "",
+            "| loss | ours ms | reference | ref ms | ratio | range | target | met | MB ours / ref |",
+            "|---|---:|---|---:|---:|---|---:|:---:|---:|",
+        ]
+        for key in [k for k in keys if k.startswith(f"C{n_classes}/")]:
+            rows = [r[key] for r in runs]
+            name = key.split("/", 1)[1]
+            ratios = [row["ratio"] for row in rows]
+            ratio = statistics.median(ratios)
+            target = TARGETS.get(name)
+            met = "-" if target is None else ("yes" if ratio <= target else "**no**")
+            med = {
+                f: statistics.median(row[f] for row in rows) for f in rows[0] if f != "reference"
+            }
+            out.append(
+                f"| `{name}` | {med['ours_ms']:.1f} | {rows[0]['reference']} | "
+                f"{med['ref_ms']:.1f} | {ratio:.2f} | {min(ratios):.2f}-{max(ratios):.2f} | "
+                f"{'' if target is None else f'<= {target}'} | {met} | "
+                f"{med['ours_peak_mb']:.0f} / {med['ref_peak_mb']:.0f} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128)
@@ -245,7 +282,16 @@ def main() -> None:
     parser.add_argument("--classes", default="2,1", help="channel counts, e.g. 2,1,3")
     parser.add_argument("--out", type=Path, default=Path("bench_results/losses.json"))
     parser.add_argument("--markdown", type=Path, default=None, help="also write the tables")
+    parser.add_argument(
+        "--combine", type=Path, nargs="+", help="only combine earlier JSON runs into tables"
+    )
     args = parser.parse_args()
+    if args.combine:
+        text = combine_runs(args.combine)
+        print(text)
+        if args.markdown is not None:
+            args.markdown.write_text(text)
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
