@@ -94,6 +94,7 @@ class Zygote:
         )
         assert "ready" in self._read()
         self.count = 0
+        self._files: dict[int, tuple[str, str]] = {}
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -108,23 +109,23 @@ class Zygote:
     def start(self, *args: str, fault: str = "none", cwd: Path | None = None, env=None) -> int:
         """Fork ``segbalance ARGS`` with ``fault`` installed; return the child's pid."""
         self.count += 1
-        self._last = self.workdir / f"run{self.count}"
+        stem = self.workdir / f"run{self.count}"
         request = {
             "run": [str(a) for a in args],
             "fault": fault,
-            "out": f"{self._last}.out",
-            "err": f"{self._last}.err",
+            "out": f"{stem}.out",
+            "err": f"{stem}.err",
             "cwd": str(cwd or self.workdir),
             "env": env or {},
         }
         pid = self._send(request)["pid"]
-        self._files = {pid: (request["out"], request["err"])}
+        self._files[pid] = (request["out"], request["err"])
         return pid
 
     def wait(self, pid: int) -> Run:
         """Reap the child; its exit code (or minus the signal) and what it printed."""
         code = self._send({"wait": pid})["status"]
-        out, err = self._files[pid]
+        out, err = self._files.pop(pid)
         return Run(code, Path(out).read_text(), Path(err).read_text())
 
     def run(self, *args: str, **kwargs) -> Run:
