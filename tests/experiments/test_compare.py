@@ -151,6 +151,8 @@ def test_demo_quick_tables_match_the_runs_and_second_run_reuses(tmp_path) -> Non
     sam_cell = next(c for c in manifest["cells"] if c["name"] == "sam")
     assert sam_cell["sharpness"] == [landscape["sharpness"]]  # one probe, two files agree
     assert all(isinstance(c["sharpness"][0], float) for c in manifest["cells"])
+    html = (out / "report.html").read_text()
+    assert "Sharpness of every run" in html and f"{landscape['sharpness']:.5f}"[:6] in html
     stamp = (out / "runs" / "sam-seed0" / "summary.json").stat().st_mtime_ns
     start = time.perf_counter()
     again = _cli("demo", "--quick", "--output", str(out))

@@ -197,7 +197,7 @@ def test_names_are_escaped_and_missing_inputs_noted(tmp_path: Path) -> None:
     assert "results.csv has no lesion_tp" in reasons["detection"]
     assert reasons["curves"] == "no run folder has a train_log.csv"
     assert reasons["imbalance"] == "imbalance.json is missing"
-    assert reasons["landscape"] == "no run folder has a landscape.json"
+    assert reasons["landscape"] == "no run folder has a landscape.json or sharpness.json"
     assert reasons["examples"] == "compare.json names no dataset"
 
 

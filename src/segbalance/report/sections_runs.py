@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from segbalance.report import figures
 from segbalance.report.blocks import FigureBlock, Section, Table, fmt, sam_kind
@@ -108,8 +109,18 @@ def landscape_section(folder: CompareFolder) -> Section:
             data = folder.read_json(path)
             if data.get("alphas") and data.get("loss_1d"):
                 found.append((run, data))
+    sharp = []
+    for run in folder.done_runs():
+        path = run.path / "sharpness.json"
+        if path.is_file():
+            sharp.append((run, folder.read_json(path)))
+    if not found and not sharp:
+        raise Unavailable("no run folder has a landscape.json or sharpness.json")
     if not found:
-        raise Unavailable("no run folder has a landscape.json")
+        section = Section("landscape", "Loss landscape")
+        section.notes.append("no run folder has a landscape.json (compare landscape: false)")
+        section.tables.append(_sharpness_table(folder, sharp))
+        return section
     curves = [
         (
             f"{run.label} (sharpness {fmt(data.get('sharpness'), 4)})",
@@ -170,4 +181,25 @@ def landscape_section(folder: CompareFolder) -> Section:
             rows,
         )
     )
+    if sharp:
+        section.tables.append(_sharpness_table(folder, sharp))
     return section
+
+
+def _sharpness_table(folder: CompareFolder, sharp: list[tuple[Any, dict]]) -> Table:
+    """Every run's sharpness (``sharpness.json``): comparable between runs of one loss."""
+    rows = [
+        [
+            run.cell,
+            run.seed,
+            sam_kind(folder, run.cell),
+            fmt(data.get("sharpness"), 5),
+            fmt(data.get("rho"), 3),
+        ]
+        for run, data in sharp
+    ]
+    return Table(
+        "Sharpness of every run at its best weights (same fixed batch; own training loss)",
+        ["cell", "seed", "SAM", "sharpness", "ρ"],
+        rows,
+    )
