@@ -17,20 +17,37 @@ from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_indices
 
 
+class _GatherUnique(torch.autograd.Function):
+    """``flat[idx]`` for unique indices; the backward is one plain scatter into zeros (no
+    accumulating ``index_put``, which sorts the indices on CPU)."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, idx: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(idx)
+        ctx.size = flat.numel()
+        return flat[idx]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (idx,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.size)
+        out[idx] = grad
+        return out, None
+
+
 def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
     """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at flat voxel indices of ``(B, N)``.
 
     Differentiable: the backward scatters into a zero tensor of the logits' shape.
     """
-    n_classes = int(logits.shape[1])
-    if n_classes == 1:
-        return logits.reshape(-1)[flat_idx]
+    flat = logits.reshape(-1)
+    if int(logits.shape[1]) == 1:
+        return _GatherUnique.apply(flat, flat_idx)
     n = logits[0, 0].numel()
-    # one gather of both channels of every selected voxel (one scatter in the backward)
-    pairs = logits.reshape(logits.shape[0], 2, n)[
-        torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
-    ]
-    return pairs[:, 1] - pairs[:, 0]
+    # voxel j of sample b: channel 0 at 2bN + j = idx + bN, channel 1 one N further
+    first = torch.add(flat_idx, torch.div(flat_idx, n, rounding_mode="floor"), alpha=n)
+    pairs = _GatherUnique.apply(flat, torch.stack([first, first + n]))
+    return pairs[1] - pairs[0]
 
 
 def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:
@@ -66,7 +83,7 @@ def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> T
             rows = select_rows(scores, counts)
         else:
             rows = [top_k_indices(scores.reshape(-1), counts[0])]
-        idx = torch.cat(rows)
+        idx = rows[0] if len(rows) == 1 else torch.cat(rows)
     ell = _selected_bce(inputs, idx)
     if inputs.weight is not None:
         ell = ell * inputs.weight.reshape(-1)[idx]
