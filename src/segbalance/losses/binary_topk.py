@@ -50,6 +50,39 @@ def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
     return pairs[1] - pairs[0]
 
 
+class _SelectedBCE(torch.autograd.Function):
+    """Per selected voxel ``w * BCE = w * softplus(v)`` from the detached ``v = d (1 - 2y)``;
+    the backward ``(1 - 2y) sigmoid(v) = sigmoid(d) - y`` is scattered straight into the
+    logits' gradient (+ on channel 1, - on channel 0 for C = 2)."""
+
+    @staticmethod
+    def forward(ctx, logits, v_sel, y_sel, w_sel, flat_idx):  # type: ignore[override]
+        ell = F.softplus(v_sel)
+        if w_sel is not None:
+            ell = ell.mul_(w_sel)
+        ctx.save_for_backward(v_sel, y_sel, w_sel, flat_idx)
+        ctx.logits_shape = logits.shape
+        return ell
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        v_sel, y_sel, w_sel, idx = ctx.saved_tensors
+        r = torch.sigmoid(v_sel)
+        r = r.addcmul_(r, y_sel, value=-2.0).mul_(grad)
+        if w_sel is not None:
+            r = r.mul_(w_sel)
+        shape = ctx.logits_shape
+        out = r.new_zeros(shape.numel())
+        if shape[1] == 1:
+            out[idx] = r
+        else:
+            n = out.numel() // (2 * shape[0])
+            first = torch.add(idx, torch.div(idx, n, rounding_mode="floor"), alpha=n)
+            out[first + n] = r
+            out[first] = r.neg_()
+        return out.view(shape), None, None, None, None
+
+
 def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:
     """Flat ``(B*N)`` indices of the ``counts[b]`` largest scores of each row of ``(B, N)``."""
     n = scores.shape[1]
@@ -84,21 +117,16 @@ def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> T
         else:
             rows = [top_k_indices(scores.reshape(-1), counts[0])]
         idx = rows[0] if len(rows) == 1 else torch.cat(rows)
-    ell = _selected_bce(inputs, idx)
-    if inputs.weight is not None:
-        ell = ell * inputs.weight.reshape(-1)[idx]
+    w_sel = None if inputs.weight is None else inputs.weight.reshape(-1)[idx]
+    v_sel = inputs.binary_v.reshape(-1)[idx]
+    y_sel = inputs.binary_y.reshape(-1)[idx]
+    ell = _SelectedBCE.apply(inputs.logits, v_sel, y_sel, w_sel, idx)
     if not per_sample:
         return ell.sum() / counts[0]
     sums = segment_sums(ell.unsqueeze(0), [r.numel() for r in rows])[0]
     kept = [b for b, c in enumerate(counts) if c]
     k = torch.tensor([counts[b] for b in kept], dtype=ell.dtype, device=ell.device)
     return (sums[kept] / k).mean()
-
-
-def _selected_bce(inputs: LossInputs, idx: Tensor) -> Tensor:
-    d = gather_binary_logit(inputs.logits, idx)
-    y = inputs.binary_y.reshape(-1)[idx]
-    return F.softplus(torch.addcmul(d, d, y, value=-2.0))  # softplus(d (1 - 2y))
 
 
 def topk_dice_binary(
