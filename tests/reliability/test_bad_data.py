@@ -168,8 +168,7 @@ def test_bad_data_corpus_through_the_cli(cli, corpus, tmp_path, command: str) ->
         problem = problem or _one_error_line(result.stderr, case, word)
         if not problem and _snapshot(root) != before:
             problem = "files written into the dataset folder"
-        if not problem and run_dir.exists() and [p.name for p in run_dir.iterdir()] != [".lock"]:
-            # the empty run folder holding .lock is the known bug of the xfail test below
+        if not problem and run_dir.exists():
             problem = f"run files written: {sorted(p.name for p in run_dir.iterdir())}"
         if not problem and command != "train" and result.stdout.strip():
             problem = f"stdout not empty: {result.stdout[:200]!r}"
@@ -204,12 +203,6 @@ def test_debug_shows_the_traceback(cli, corpus) -> None:
     assert result.code != 0 and "Traceback" in result.stderr and "InputError" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: segbalance/train/loop.py train() calls prepare_run_dir + RunLock before "
-    "prepare_data validates the dataset, so bad data leaves RUN/.lock; the corrected re-run "
-    "is then refused by rundir.prepare_run_dir ('run folder exists and is not empty', exit 2)",
-)
 def test_bad_data_leaves_no_run_folder_and_the_fixed_rerun_starts(cli, tmp_path) -> None:
     root = make_msd(tmp_path / "ds", {f"case_{i}": blob_case(i) for i in range(3)})
     _zero_size(root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def _own_cache(cache_dir, monkeypatch) -> None:
 
 
 def deep_update(base: dict, changes: dict) -> dict:
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    out = copy.deepcopy(base)  # never share nested dicts with TINY
     for key, value in changes.items():
         # a model's kwargs belong to one network: replace them instead of merging
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "kwargs":

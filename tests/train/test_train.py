@@ -378,3 +378,29 @@ def test_clock_validation_and_early_stopping(write_config, tmp_path) -> None:
     )
     result = train(cfg, progress=False)
     assert result.stopped == "early_stopping" and result.epoch == 2
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_at_a_step_boundary_and_resumes(write_config, tmp_path) -> None:
+    config = write_config(
+        {
+            "budget": {"steps": 400, "epochs": None},
+            "validation": {"every_epochs": 1000, "final_evaluation": False},
+        }
+    )
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "segbalance", "train", str(config), "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "checkpoint_last.pt").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    stopped_at = int(err.split("interrupted at step ")[1].split(";")[0])
+    state = torch.load(run / "checkpoint_last.pt", weights_only=True)
+    assert state["step"] == stopped_at < 400
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(run / "checkpoint_last.pt", weights_only=True)["step"] == 400

@@ -7,6 +7,7 @@ read in one place and tested on its own.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -73,7 +74,8 @@ def compute_perturbation(param_groups: list[dict[str, Any]]) -> list[tuple[Tenso
     One global norm over every perturbed parameter of every group; each group scales by
     its own ``rho``. Parameters without a gradient, and norm/bias parameters when the
     group has ``exclude_norm_bias=True``, get no perturbation and do not enter the norm.
-    ``e`` has the shape and dtype of its parameter.
+    ``e`` has the shape and dtype of its parameter. A non-finite gradient norm gives no
+    perturbation at all (an empty list, with a ``RuntimeWarning``).
     """
     terms: list[tuple[dict[str, Any], Tensor, Tensor | None, Tensor]] = []
     for group in param_groups:
@@ -92,6 +94,14 @@ def compute_perturbation(param_groups: list[dict[str, Any]]) -> list[tuple[Tenso
             "(call loss.backward() first)"
         )
     denominator = global_norm([t[3] for t in terms]) + NORM_EPS
+    if not bool(torch.isfinite(denominator)):
+        # never move the weights along a NaN/inf direction (sam_step skips such steps)
+        warnings.warn(
+            "SAM: non-finite gradient norm; no perturbation applied (skip this step)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return []
     perturbation = []
     for group, param, scale, scaled_grad in terms:
         direction = scaled_grad if scale is None else scaled_grad * scale

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from segbalance.config import TrainConfig
-from segbalance.errors import TrainingError
+from segbalance.errors import InputError, TrainingError
 from segbalance.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -36,7 +36,13 @@ from segbalance.train.control import (
 )
 from segbalance.train.distributed import any_rank, barrier, init_distributed, shutdown
 from segbalance.train.logbook import Progress, TensorBoard, TrainLog
-from segbalance.train.rundir import RunLock, peak_rss_mb, prepare_run_dir, write_run_files
+from segbalance.train.rundir import (
+    RunLock,
+    peak_rss_mb,
+    prepare_run_dir,
+    remove_if_only_lock,
+    write_run_files,
+)
 from segbalance.train.schedule import lr_factor
 from segbalance.train.setup import (
     build_loader,
@@ -88,12 +94,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> T
         torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.output)
     lock = None
+    created = not run_dir.exists()
     if dist_info.is_main:
         prepare_run_dir(run_dir, resume)
         lock = RunLock(run_dir)
     barrier(dist_info)
     try:
         return _train(cfg, run_dir, resume, progress, device, dist_info)
+    except InputError:
+        if lock is not None and created:
+            lock.release()
+            lock = None
+            remove_if_only_lock(run_dir)  # bad data: leave no run folder behind
+        raise
     finally:
         if lock is not None:
             lock.release()

@@ -22,7 +22,8 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
     """Create the run folder; an existing non-empty one needs ``--resume`` (else exit 2)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(str(run_dir), "output exists and is not a folder", "a folder path")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not resume:
+    # the lock file alone (a run that stopped before writing anything) is not content
+    if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) and not resume:
         raise InputError(
             str(run_dir),
             "run folder exists and is not empty",
@@ -42,6 +43,7 @@ class RunLock:
         while True:
             try:
                 fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _remove_partial_writes(run_dir)
                 return
             except OSError:
                 if time.monotonic() < deadline:  # a stopping process may still be checkpointing
@@ -59,6 +61,19 @@ class RunLock:
 
         fcntl.flock(self.handle, fcntl.LOCK_UN)
         self.handle.close()
+
+
+def remove_if_only_lock(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its lock file."""
+    if run_dir.is_dir() and [p.name for p in run_dir.iterdir()] == [".lock"]:
+        (run_dir / ".lock").unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def _remove_partial_writes(run_dir: Path) -> None:
+    """Temp files of atomic writes cut short by a kill (only the lock holder may do this)."""
+    for leftover in run_dir.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 def write_run_files(run_dir: Path, cfg: TrainConfig, info: Any) -> None:
