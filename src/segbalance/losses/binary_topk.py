@@ -17,37 +17,19 @@ from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_indices
 
 
-class _GatherUnique(torch.autograd.Function):
-    """``flat[idx]`` for unique indices; the backward is one plain scatter into zeros (no
-    accumulating ``index_put``, which sorts the indices on CPU)."""
-
-    @staticmethod
-    def forward(ctx, flat: Tensor, idx: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(idx)
-        ctx.size = flat.numel()
-        return flat[idx]
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (idx,) = ctx.saved_tensors
-        out = grad.new_zeros(ctx.size)
-        out[idx] = grad
-        return out, None
-
-
 def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
     """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at flat voxel indices of ``(B, N)``.
 
     Differentiable: the backward scatters into a zero tensor of the logits' shape.
     """
-    flat = logits.reshape(-1)
     if int(logits.shape[1]) == 1:
-        return _GatherUnique.apply(flat, flat_idx)
+        return logits.reshape(-1)[flat_idx]
     n = logits[0, 0].numel()
-    # voxel j of sample b: channel 0 at 2bN + j = idx + bN, channel 1 one N further
-    first = torch.add(flat_idx, torch.div(flat_idx, n, rounding_mode="floor"), alpha=n)
-    pairs = _GatherUnique.apply(flat, torch.stack([first, first + n]))
-    return pairs[1] - pairs[0]
+    # one gather of both channels of every selected voxel (one scatter in the backward)
+    pairs = logits.reshape(logits.shape[0], 2, n)[
+        torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
+    ]
+    return pairs[:, 1] - pairs[:, 0]
 
 
 class _SelectedBCE(torch.autograd.Function):
