@@ -208,8 +208,13 @@ def train(
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun rank 0 alone reports
     if result.stopped == "interrupted":
-        print(f"interrupted at step {result.step}; resume with --resume: {result.run_dir}")
-        sys.exit(130)
+        # DESIGN's exit codes: an interrupted run is a run that did not finish (1)
+        print(
+            f"error: interrupted at step {result.step}; checkpoint_last.pt written; "
+            f"continue with --resume ({result.run_dir})",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     best = "n/a" if result.best_step < 0 else f"{result.best_dice:.4f} at step {result.best_step}"
     print(
         f"done: {result.step} steps, {result.epoch} epochs in {result.seconds / 60:.1f} min "
