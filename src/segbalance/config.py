@@ -149,6 +149,7 @@ class SamConfig(Section):
     perturbation: Literal["global", "local"] = "global"
     exclude_norm_bias: bool = False
     start_frac: float = Field(0.0, ge=0, lt=1)
+    looksam_global: bool = False
 
     @model_validator(mode="after")
     def _adaptive(self) -> SamConfig:
@@ -157,6 +158,8 @@ class SamConfig(Section):
                 f"adaptive: only variant 'sam' can be made adaptive (use variant: asam) "
                 f"but variant is {self.variant!r}"
             )
+        if self.looksam_global and self.variant != "looksam":
+            raise ValueError(f"looksam_global: needs variant 'looksam' but got {self.variant!r}")
         if self.variant == "none" and self.rho is not None:
             raise ValueError("rho: needs a SAM variant but variant is 'none'")
         return self
@@ -247,8 +250,12 @@ class TrainConfig(Section):
         return "off" if value is False or value is None else value
 
     def hash(self) -> str:
-        """Hash of everything that changes the result (not the output folder or threads)."""
-        payload = self.model_dump(mode="json", exclude={"output", "threads"})
+        """Hash of everything that changes the result (not the output folder or threads).
+
+        Fields left at their defaults are not hashed, so a new option added with a default
+        in a later version does not invalidate finished runs of a comparison.
+        """
+        payload = self.model_dump(mode="json", exclude={"output", "threads"}, exclude_defaults=True)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -131,3 +131,15 @@ def test_dry_run_exit_codes_and_no_run_folder(write_config, tmp_path) -> None:
     assert len(result.stderr.strip().splitlines()) == 1
     result = run_cli("train", str(bad))
     assert result.returncode == 2 and not (tmp_path / "run").exists()
+
+
+def test_hash_ignores_options_left_at_their_defaults() -> None:
+    base = validate_config(deep_update(TINY, {}), TrainConfig, "x")
+    explicit = validate_config(
+        deep_update(TINY, {"optimizer": {"sam": {"looksam_global": False}}, "amp": "off"}),
+        TrainConfig,
+        "x",
+    )
+    assert base.hash() == explicit.hash()  # a default spelled out is the same run
+    changed = validate_config(deep_update(TINY, {"amp": "bf16"}), TrainConfig, "x")
+    assert changed.hash() != base.hash()

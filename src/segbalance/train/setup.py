@@ -276,6 +276,8 @@ def build_training_optimizer(
             kw["alpha"] = sam.alpha
         if sam.exclude_norm_bias:
             kw["exclude_norm_bias"] = True
+        if sam.looksam_global:
+            kw["looksam_global"] = True
         if sam.start_frac > 0:
             if total_steps is None:
                 raise InputError(
