@@ -13,49 +13,33 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.conftest import RELIABILITY_LOG_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
-_FIGURES: dict[str, dict[str, float | str]] = defaultdict(dict)
-_COUNTS: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-_FAULT_WORD: dict[str, str] = {}
 
 
 def record(
     category: str, trials: int, faults: int, failures: int, fault_word: str = "faults", **figures
 ) -> None:
-    """Add ``trials``/``faults``/``failures`` (and named figures) to a category's line."""
-    counts = _COUNTS[category]
-    counts[0] += trials
-    counts[1] += faults
-    counts[2] += failures
-    _FAULT_WORD.setdefault(category, fault_word)
-    _FIGURES[category].update(figures)
+    """Add ``trials``/``faults``/``failures`` (and named figures) to a category's line.
 
-
-def summary_lines() -> list[str]:
-    """One ``reliability: ...`` line per category that recorded something."""
-    lines = []
-    for category, (trials, faults, failures) in sorted(_COUNTS.items()):
-        extra = "".join(f", {k} {v}" for k, v in _FIGURES[category].items())
-        word = _FAULT_WORD[category]
-        lines.append(
-            f"reliability: {category}: {trials} trials, {faults} {word} injected, "
-            f"{failures} failures{extra}"
-        )
-    return lines
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    lines = summary_lines()
-    if lines:
-        terminalreporter.section("reliability summary")
-        for line in lines:
-            terminalreporter.write_line(line)
+    Each call appends one JSON line to the session's log (``tests/conftest.py`` creates it
+    before any xdist worker starts), so the figures of every worker reach the summary.
+    """
+    entry = {
+        "category": category,
+        "counts": [trials, faults, failures],
+        "word": fault_word,
+        "figures": figures,
+    }
+    path = os.environ.get(RELIABILITY_LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:  # one short append per call
+            handle.write(json.dumps(entry, default=str) + "\n")
 
 
 @pytest.fixture(scope="session")
