@@ -69,7 +69,7 @@ def evaluate_run(
     run = Path(run_dir)
     ckpt_path = run / checkpoint
     if model is None:
-        model, data, info, cfg, device = _rebuild(run, checkpoint, dataset)
+        model, data, info, cfg, device, ckpt_path = _rebuild(run, checkpoint, dataset)
     elif (run / checkpoint).is_file():
         from segbalance.train.checkpoint import load_checkpoint
 
@@ -167,7 +167,8 @@ def _json(value: Any) -> Any:
 
 
 def _rebuild(run: Path, checkpoint: str, dataset: str | Path | None) -> tuple:
-    """Model (weights from ``checkpoint``), data, info and config of a finished run."""
+    """Model (weights from ``checkpoint``), data, info, config, device and the checkpoint
+    file actually read (``checkpoint_last.pt`` when a run has no best checkpoint yet)."""
     import torch
 
     from segbalance.train.checkpoint import load_checkpoint
@@ -199,4 +200,4 @@ def _rebuild(run: Path, checkpoint: str, dataset: str | Path | None) -> tuple:
     model.load_state_dict(state["model"])
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
     model.to(device)
-    return model, data, info, cfg, device
+    return model, data, info, cfg, device, path

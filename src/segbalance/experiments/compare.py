@@ -24,7 +24,13 @@ from typing import Any
 import yaml
 
 from segbalance.atomic import atomic_write_text
-from segbalance.config import CellConfig, CompareConfig, TrainConfig, validate_config
+from segbalance.config import (
+    CellConfig,
+    CompareConfig,
+    TrainConfig,
+    set_dotted,
+    validate_config,
+)
 from segbalance.errors import InputError
 
 #: the ``optimizer`` string of a cell: a base optimiser (plain) or a SAM variant
@@ -111,11 +117,7 @@ def _cell_training_dict(
         else:
             sam["variant"] = choice
     for dotted, value in cell.overrides.items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+        set_dotted(raw, dotted, value, f"cells: {cell.name}: overrides")
     return raw
 
 
@@ -143,7 +145,9 @@ def run_compare(
     from segbalance.data import imbalance_stats
 
     out = Path(cfg.output)
-    dataset = _resolve_dataset(cfg)
+    from segbalance.train.setup import resolve_dataset
+
+    dataset = str(resolve_dataset(cfg.dataset, cfg.phantom, key="dataset"))
     runs = plan_runs(cfg, dataset, where)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "imbalance.json").is_file():
@@ -155,19 +159,10 @@ def run_compare(
     for run in runs:
         _mark_reusable(run)
     _execute([r for r in runs if r.status == "pending"], out, n_jobs, per_run_threads, progress)
+    from segbalance.experiments.probes import write_landscapes
+
     write_landscapes(cfg, runs, threads=per_run_threads)
     return write_results(cfg, runs, dataset, stats)
-
-
-def _resolve_dataset(cfg: CompareConfig) -> str:
-    if cfg.dataset == "phantom":
-        from segbalance.data.phantom import phantom_dataset
-
-        return str(phantom_dataset(**cfg.phantom.model_dump()))
-    path = Path(cfg.dataset).expanduser()
-    if not (path / "dataset.json").is_file():
-        raise InputError("dataset", f"{cfg.dataset!r} has no dataset.json", "a dataset folder")
-    return str(path.resolve())
 
 
 def _mark_reusable(run: CellRun) -> None:
@@ -270,6 +265,7 @@ def write_results(
     cfg: CompareConfig, runs: list[CellRun], dataset: str, stats: dict[str, Any]
 ) -> dict[str, Any]:
     """``results.csv``, ``stats.json`` and ``compare.json`` from the finished runs."""
+    from segbalance.experiments.probes import read_sharpness
     from segbalance.experiments.stats import all_metric_stats, compare_methods
 
     out = Path(cfg.output)
@@ -341,93 +337,12 @@ def write_results(
                 "run_dirs": [str(r.run_dir.relative_to(out)) for r in mine],
                 "status": [r.status for r in mine],
                 "error": [r.error for r in mine],
-                "sharpness": [_sharpness(r.run_dir) for r in mine],
+                "sharpness": [read_sharpness(r.run_dir) for r in mine],
             }
         )
     atomic_write_text(out / "compare.json", json.dumps(manifest, indent=1))
     return manifest
 
 
-def _sharpness(run_dir: Path) -> float | None:
-    path = run_dir / "sharpness.json"
-    return json.loads(path.read_text())["sharpness"] if path.is_file() else None
-
-
 def _none(value: Any) -> Any:
     return None
-
-
-def write_landscapes(
-    cfg: CompareConfig, runs: list[CellRun], rho: float = 0.05, threads: int | None = None
-) -> None:
-    """``landscape.json`` for the first seed of the baseline and of the first SAM cell;
-    with ``sharpness: true`` also ``sharpness.json`` for every run."""
-    first_seed = cfg.seeds[0]
-    chosen = [r for r in runs if r.seed == first_seed and r.cell == cfg.baseline_cell]
-    sam = [r for r in runs if r.seed == first_seed and r.sam != "none"]
-    chosen = chosen + sam[:1] if cfg.landscape else []
-    for run in runs:
-        if run.status not in ("done", "reused"):
-            continue
-        wants_landscape = run in chosen and not (run.run_dir / "landscape.json").is_file()
-        wants_sharpness = cfg.sharpness and not (run.run_dir / "sharpness.json").is_file()
-        if not (wants_landscape or wants_sharpness):
-            continue
-        probe = run_landscape(
-            run.run_dir,
-            rho=rho,
-            steps=cfg.landscape_steps,
-            threads=threads,
-            landscape=wants_landscape,
-        )
-        if wants_landscape:
-            atomic_write_text(run.run_dir / "landscape.json", json.dumps(probe))
-        sharp = {"sharpness": probe["sharpness"], "rho": rho}
-        atomic_write_text(run.run_dir / "sharpness.json", json.dumps(sharp))
-
-
-def run_landscape(
-    run_dir: Path,
-    *,
-    rho: float = 0.05,
-    steps: int = 11,
-    threads: int | None = None,
-    landscape: bool = True,
-) -> dict[str, Any]:
-    """Loss landscape (optional) and sharpness of a run's best weights on one fixed batch.
-
-    Sharpness is ``segbalance.optim.sharpness`` of the run's own training loss, so it
-    compares optimisers trained with the same loss, not different losses.
-    """
-    import torch
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    from segbalance.optim import sharpness
-    from segbalance.optim.landscape import loss_landscape
-    from segbalance.train.checkpoint import load_checkpoint
-    from segbalance.train.rundir import read_run_config
-    from segbalance.train.setup import (
-        build_loader,
-        build_network,
-        build_training_loss,
-        prepare_data,
-    )
-
-    cfg = read_run_config(run_dir)
-    info, data = prepare_data(cfg.data, run_dir)
-    model, _ = build_network(cfg, info)
-    best = run_dir / "checkpoint_best.pt"
-    model.load_state_dict(
-        load_checkpoint(best if best.is_file() else run_dir / "checkpoint_last.pt")["model"]
-    )
-    loss_fn = build_training_loss(cfg, info)
-    loader = build_loader(cfg, info, data, seed=12345)  # one fixed batch for every run
-    inputs, target = loader.batch(0)[:2]
-    out: dict[str, Any] = {}
-    with torch.random.fork_rng():
-        if landscape:
-            out = loss_landscape(model, loss_fn, (inputs, target), steps=steps, span=1.0, seed=0)
-        out["sharpness"] = float(sharpness(model, loss_fn, (inputs, target), rho=rho))
-    out["rho"] = rho
-    return out

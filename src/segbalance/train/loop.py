@@ -6,6 +6,7 @@ validation (sliding window, per-class Dice), best/last checkpoints, resume, budg
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from segbalance.atomic import atomic_write_text
 from segbalance.config import TrainConfig
 from segbalance.errors import InputError, TrainingError
 from segbalance.train.checkpoint import (
@@ -134,10 +136,6 @@ def _train(
         write_run_files(run_dir, cfg, info)
     model, pretrained = build_network(cfg, info)
     if pretrained is not None and dist_info.is_main:
-        import json
-
-        from segbalance.atomic import atomic_write_text
-
         atomic_write_text(run_dir / "pretrained.json", json.dumps(pretrained, indent=1))
         print(f"pretrained: {pretrained.get('summary', '')}")
     model.to(device)

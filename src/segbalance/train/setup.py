@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segbalance.config import DataConfig, TrainConfig
+from segbalance.config import DataConfig, PhantomConfig, TrainConfig
 from segbalance.errors import InputError
 
 PRIOR_CLAMP = (1e-12, 1.0 - 1e-12)
@@ -41,17 +41,18 @@ class RunData:
         return 1 if len(self.classes) == 1 else len(self.classes) + 1
 
 
-def resolve_dataset(cfg: DataConfig) -> Path:
-    """The dataset folder: ``phantom`` (generated once into the cache) or a path."""
-    if cfg.dataset == "phantom":
+def resolve_dataset(dataset: str, phantom: PhantomConfig, key: str = "data.dataset") -> Path:
+    """The dataset folder: ``phantom`` (generated once into the cache) or a path.
+
+    ``key`` names the config key in the error message.
+    """
+    if dataset == "phantom":
         from segbalance.data.phantom import phantom_dataset
 
-        return phantom_dataset(**cfg.phantom.model_dump())
-    path = Path(cfg.dataset).expanduser()
+        return phantom_dataset(**phantom.model_dump())
+    path = Path(dataset).expanduser()
     if not (path / "dataset.json").is_file():
-        raise InputError(
-            "data.dataset", f"{cfg.dataset!r} has no dataset.json", "a dataset folder or 'phantom'"
-        )
+        raise InputError(key, f"{dataset!r} has no dataset.json", "a dataset folder or 'phantom'")
     return path.resolve()
 
 
@@ -81,7 +82,7 @@ def prepare_data(cfg: DataConfig, run_dir: Path | None = None, progress: Any = N
     from segbalance.data import imbalance_stats, open_dataset
     from segbalance.data.cache import preprocess_dataset
 
-    path = resolve_dataset(cfg)
+    path = resolve_dataset(cfg.dataset, cfg.phantom)
     layout = open_dataset(path)
     split = choose_split([c.name for c in layout.cases], cfg)
     stats_file = run_dir / "imbalance.json" if run_dir is not None else None
