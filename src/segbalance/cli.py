@@ -292,22 +292,46 @@ def demo(
 
 
 def _run_comparison(cfg, where: str, *, jobs: int | None, progress: bool, report: bool) -> None:
+    from pathlib import Path
+
     from segbalance.errors import TrainingError
     from segbalance.experiments.compare import run_compare
 
-    manifest = run_compare(cfg, where=where, jobs=jobs, progress=progress)
-    from pathlib import Path
+    if cfg.sweep is not None:
+        from segbalance.experiments.sweep import sweep_configs, write_sweep
 
-    out = Path(cfg.output)
-    if report:
-        from segbalance.report import build_report
+        failed, points = [], []
+        for value, sub in sweep_configs(cfg, where):
+            print(f"sweep {cfg.sweep.key} = {value!r}: {sub.output}")
+            manifest = run_compare(sub, where=where, jobs=jobs, progress=progress)
+            failed += [f"{Path(sub.output).name}/{name}" for name in manifest["failed"]]
+            points.append((value, Path(sub.output)))
+            if report:
+                from segbalance.report import build_report
 
-        print(f"report: {build_report(out)}")
-    print(f"results: {out / 'results.csv'}  statistics: {out / 'stats.json'}")
-    if manifest["failed"]:
+                print(f"report: {build_report(sub.output)}")
+        write_sweep(cfg, points)
+        out = Path(cfg.output)
+        if report:
+            from segbalance.report import build_report
+
+            print(f"sweep report: {build_report(out)}")
+        print(f"sweep: {out / 'sweep.json'}  figure: {out / 'sweep.png'}")
+        logs = f"{out}/<value>/logs"
+    else:
+        manifest = run_compare(cfg, where=where, jobs=jobs, progress=progress)
+        failed = manifest["failed"]
+        out = Path(cfg.output)
+        if report:
+            from segbalance.report import build_report
+
+            print(f"report: {build_report(out)}")
+        print(f"results: {out / 'results.csv'}  statistics: {out / 'stats.json'}")
+        logs = str(out / "logs")
+    if failed:
         raise TrainingError(
-            f"{len(manifest['failed'])} run(s) failed: {', '.join(manifest['failed'])} "
-            f"(logs in {out / 'logs'}); the others are in the tables"
+            f"{len(failed)} run(s) failed: {', '.join(failed)} "
+            f"(logs in {logs}); the others are in the tables"
         )
 
 

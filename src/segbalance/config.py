@@ -125,6 +125,7 @@ class ModelConfig(Section):
     strict: bool = False
     freeze: list[str] = []
     part_lrs: dict[str, float] = {}
+    channels_last: bool = False
 
     @field_validator("part_lrs")
     @classmethod
@@ -187,6 +188,7 @@ class OptimizerConfig(Section):
     sam: SamConfig = SamConfig()
     max_grad_norm: float | None = Field(None, gt=0)
     accumulation: int = Field(1, ge=1, le=1024)
+    ema_decay: float | None = Field(None, gt=0, lt=1)
 
 
 class ScheduleConfig(Section):
@@ -221,8 +223,16 @@ class ValidationConfig(Section):
     overlap: float = Field(0.5, ge=0, lt=1)
     mode: Literal["gaussian", "constant"] = "gaussian"
     sw_batch_size: int = Field(4, ge=1, le=256)
+    mirror_axes: tuple[int, ...] = ()
     patience: int | None = Field(None, ge=1)
     final_evaluation: bool = True
+
+    @field_validator("mirror_axes")
+    @classmethod
+    def _mirror(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(a not in (0, 1, 2) for a in value) or len(set(value)) != len(value):
+            raise ValueError(f"expected distinct spatial axes among 0, 1, 2 but got {value}")
+        return value
 
 
 class TrainConfig(Section):
@@ -293,6 +303,22 @@ class GridConfig(Section):
     optimizers: list[str] = Field(min_length=1)
 
 
+class SweepConfig(Section):
+    """``sweep``: repeat the comparison for each value of one dotted compare-config key."""
+
+    key: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    values: list[Any] = Field(min_length=2, max_length=50)
+
+    @field_validator("key")
+    @classmethod
+    def _not_structural(cls, value: str) -> str:
+        if value.split(".")[0] in ("output", "sweep", "cells", "grid"):
+            raise ValueError(
+                f"expected a setting to sweep (e.g. phantom.fg_fraction) but got {value!r}"
+            )
+        return value
+
+
 class CompareConfig(Section):
     """``segbalance compare CONFIG``: one dataset, cells x seeds, statistics, report."""
 
@@ -310,6 +336,7 @@ class CompareConfig(Section):
     landscape_steps: int = Field(11, ge=3, le=101)
     sharpness: bool = False
     metrics: list[str] = ["dice", "hd95", "nsd", "lesion_f1"]
+    sweep: SweepConfig | None = None
 
     @model_validator(mode="after")
     def _cells(self) -> CompareConfig:

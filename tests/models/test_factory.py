@@ -199,3 +199,24 @@ def test_package_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_channels_last_changes_layout_not_results() -> None:
+    from segbalance.models.factory import use_channels_last
+
+    torch.manual_seed(0)
+    plain = build_model("unet", in_channels=1, out_channels=3, patch_size=(16, 16, 16))
+    fast = build_model("unet", in_channels=1, out_channels=3, patch_size=(16, 16, 16))
+    fast.load_state_dict(plain.state_dict())
+    use_channels_last(fast)
+    conv = next(p for p in fast.parameters() if p.dim() == 5)
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+    assert list(fast.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 1, 16, 16, 16)
+    out_plain, out_fast = plain(x), fast(x)
+    assert out_fast.is_contiguous()
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-4, atol=1e-5)
+    out_plain.square().mean().backward()
+    out_fast.square().mean().backward()
+    for (name, a), b in zip(plain.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-6, msg=name)

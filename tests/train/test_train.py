@@ -404,3 +404,29 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_resumes(write_config, tmp_pa
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(run / "checkpoint_last.pt", weights_only=True)["step"] == 400
+
+
+def test_ema_weights_are_validated_checkpointed_and_resumed(write_config, tmp_path) -> None:
+    from segbalance.train.checkpoint import evaluated_weights
+
+    changes = {
+        "optimizer": {"lr": 0.01, "ema_decay": 0.8},
+        "schedule": {"name": "constant"},  # the lr does not depend on the budget
+        "budget": {"steps": 8},
+    }
+    full = train(load_config(write_config(changes, "full.yaml")), progress=False)
+    state = torch.load(full.run_dir / "checkpoint_last.pt", weights_only=True)
+    assert state["ema"]["updates"] == 8
+    assert evaluated_weights(state) is state["ema"]["module"]
+    raw = state["model"]
+    assert any(not torch.equal(raw[k], state["ema"]["module"][k]) for k in raw)
+    # a run stopped at step 4 and resumed to 8 ends with the same EMA, bit for bit
+    half = write_config({**changes, "output": str(tmp_path / "half")}, "half.yaml")
+    train(load_config(half, {"budget.steps": 4}), progress=False)
+    train(load_config(half), resume=True, progress=False)
+    resumed = torch.load(tmp_path / "half" / "checkpoint_last.pt", weights_only=True)
+    for k, v in state["ema"]["module"].items():
+        assert torch.equal(resumed["ema"]["module"][k], v), k
+    # the best checkpoint holds the validated (EMA) weights next to the raw ones
+    best = torch.load(full.run_dir / "checkpoint_best.pt", weights_only=True)
+    assert "ema" in best and "model" in best

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from itertools import combinations
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ def predict_logits(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     label: np.ndarray | Tensor | None = None,
+    mirror_axes: Sequence[int] = (),
 ) -> Tensor:
     """Logits ``(C_out, *S)`` (float32, CPU) of one volume ``(C_in, *S)``.
 
@@ -30,6 +32,10 @@ def predict_logits(
     model uses its zoom-out-zoom-in inference instead (METHODS §9.2), with prompts from
     ``label`` ``(*S)`` when it was built with box/point prompts. The model runs in eval
     mode and is put back in its previous mode.
+
+    ``mirror_axes``: test-time mirroring (nnU-Net's): the logits are averaged over every
+    combination of flips of these spatial axes (``2**len(mirror_axes)`` passes). Mirror
+    only along axes where a flipped anatomy still occurs (hippocampus: axis 0).
     """
     from monai.inferers import sliding_window_inference
 
@@ -45,6 +51,8 @@ def predict_logits(
     try:
         with cast:
             if _is_segvol(model):
+                if mirror_axes:
+                    raise ValueError("mirror_axes: SegVol's zoom-out-zoom-in takes no mirroring")
                 from segbalance.models.segvol.inference import zoom_out_zoom_in
 
                 prompt = None
@@ -59,14 +67,28 @@ def predict_logits(
                     .float()
                     .cpu()
                 )
-            out = sliding_window_inference(
-                x,
-                roi_size=tuple(int(w) for w in window),
-                sw_batch_size=sw_batch_size,
-                predictor=model,
-                overlap=overlap,
-                mode=mode,
-            )
+            axes = sorted({int(a) for a in mirror_axes})
+            if any(not 0 <= a < x.ndim - 2 for a in axes):
+                raise ValueError(
+                    f"mirror_axes: expected spatial axes in [0, {x.ndim - 2}) but got {axes}"
+                )
+            # every subset of the axes, the unflipped pass first
+            flips = [
+                [2 + a for a in sub] for k in range(len(axes) + 1) for sub in combinations(axes, k)
+            ]
+            out = None
+            for dims in flips:
+                part = sliding_window_inference(
+                    x.flip(dims) if dims else x,
+                    roi_size=tuple(int(w) for w in window),
+                    sw_batch_size=sw_batch_size,
+                    predictor=model,
+                    overlap=overlap,
+                    mode=mode,
+                )
+                part = part.flip(dims) if dims else part
+                out = part if out is None else out + part
+            out = out / len(flips)
     finally:
         model.train(was_training)
     return out[0].float().cpu()

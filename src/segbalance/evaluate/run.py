@@ -71,9 +71,9 @@ def evaluate_run(
     if model is None:
         model, data, info, cfg, device, ckpt_path = _rebuild(run, checkpoint, dataset)
     elif (run / checkpoint).is_file():
-        from segbalance.train.checkpoint import load_checkpoint
+        from segbalance.train.checkpoint import evaluated_weights, load_checkpoint
 
-        model.load_state_dict(load_checkpoint(ckpt_path)["model"])
+        model.load_state_dict(evaluated_weights(load_checkpoint(ckpt_path)))
     if dataset is not None:
         layout = open_dataset(dataset)
         cases = [c.name for c in layout.cases]
@@ -94,6 +94,7 @@ def evaluate_run(
             sw_batch_size=cfg.validation.sw_batch_size,
             device=device or torch.device("cpu"),
             label=np.asarray(case.label),
+            mirror_axes=cfg.validation.mirror_axes,
         )
         pred, affine = to_original_space(logits_to_labels(logits, classes), case.meta)
         atomic_write_bytes(out / f"{name}.nii.gz", nifti_gz_bytes(pred, affine))
@@ -171,7 +172,7 @@ def _rebuild(run: Path, checkpoint: str, dataset: str | Path | None) -> tuple:
     file actually read (``checkpoint_last.pt`` when a run has no best checkpoint yet)."""
     import torch
 
-    from segbalance.train.checkpoint import load_checkpoint
+    from segbalance.train.checkpoint import evaluated_weights, load_checkpoint
     from segbalance.train.rundir import read_run_config
     from segbalance.train.setup import build_network, prepare_data
 
@@ -197,7 +198,7 @@ def _rebuild(run: Path, checkpoint: str, dataset: str | Path | None) -> tuple:
             )
         data = preprocess_dataset(layout, preprocess_settings(cfg.data))
     model, _ = build_network(cfg, info)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(evaluated_weights(state))
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu")
     model.to(device)
     return model, data, info, cfg, device, path

@@ -309,3 +309,33 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "unetr": _build_unetr,
     "segvol": _build_segvol,
 }
+
+
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """Store the 5D (Conv3d) weights channels-last and feed the network channels-last input.
+
+    oneDNN's 3D convolutions then skip a layout conversion per layer: about 12 % faster
+    training steps on a CPU for the hippocampus UNet (docs/benchmarks.md). The output is
+    made contiguous again, so losses and metrics see ordinary tensors. Parameter names and
+    values are unchanged (checkpoints are interchangeable). Returns ``model`` (in place).
+    """
+    import torch
+
+    model.to(memory_format=torch.channels_last_3d)
+    model.register_forward_pre_hook(_channels_last_input)
+    model.register_forward_hook(_contiguous_output)
+    return model
+
+
+def _channels_last_input(_: nn.Module, args: tuple) -> tuple | None:
+    import torch
+
+    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 5:
+        return (args[0].contiguous(memory_format=torch.channels_last_3d), *args[1:])
+    return None
+
+
+def _contiguous_output(_: nn.Module, __: tuple, output: Any) -> Any:
+    import torch
+
+    return output.contiguous() if isinstance(output, torch.Tensor) else None

@@ -64,8 +64,90 @@ def build_report(directory: str | Path) -> Path:
         InputError: ``directory`` is not a compare folder (``results.csv`` or
             ``stats.json`` missing or invalid).
     """
+    if (Path(directory) / "sweep.json").is_file():
+        return build_sweep_report(directory)
     folder = load_compare_folder(directory)
     html = render_report(folder, build_sections(folder))
     out = folder.root / REPORT_NAME
+    write_text_atomic(out, html)
+    return out
+
+
+def build_sweep_report(directory: str | Path) -> Path:
+    """``directory/report.html`` of a sweep folder (``sweep.json``): the score-vs-value
+    figure, a table of every method at every value with its 95 % CI and difference to the
+    baseline, and links to each value's own report."""
+    import base64
+    import json
+
+    from segbalance.errors import InputError
+    from segbalance.experiments.sweep import SWEEP_FIGURE
+    from segbalance.report.blocks import FigureBlock, Table, fmt, fmt_ci, fmt_p
+
+    root = Path(directory)
+    try:
+        summary = json.loads((root / "sweep.json").read_text())
+        values, methods = summary["values"], summary["methods"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(
+            str(root / "sweep.json"),
+            f"unreadable sweep summary ({exc})",
+            "sweep.json as segbalance compare writes it",
+        ) from None
+    figure = root / SWEEP_FIGURE
+    figures = []
+    if figure.is_file():
+        figures.append(
+            FigureBlock(
+                base64.b64encode(figure.read_bytes()).decode("ascii"),
+                f"{summary['metric']} against {summary['key']}",
+                f"Mean {summary['metric']} of each method (classes averaged per case, then seeds) "
+                f"with its case-bootstrap 95 % CI, at every value of {summary['key']}; "
+                f"black: the baseline ({summary['baseline']}).",
+            )
+        )
+    header = ["method", *[f"{summary['key']} = {v}" for v in values]]
+    rows = []
+    for cell, points in methods.items():
+        row = [cell]
+        for p in points:
+            diff = (
+                ""
+                if p["mean_diff"] is None
+                else f"; Δ {p['mean_diff']:+.3f}, p_Holm {fmt_p(p['p_holm'])}"
+            )
+            row.append(f"{fmt(p['mean'])} {fmt_ci(p['ci95'])}{diff}")
+        rows.append(row)
+    links = [f"{v}: {name}/report.html" for v, name in zip(values, summary["folders"], strict=True)]
+    section = Section(
+        "sweep",
+        f"{summary['metric']} against {summary['key']}",
+        intro="The same comparison repeated at every value; each value's folder has its full "
+        "report (ranking, statistics, curves, landscapes, examples).",
+        figures=figures,
+        tables=[
+            Table(f"mean {summary['metric']} [95 % CI]; Δ vs {summary['baseline']}", header, rows)
+        ],
+        notes=["Per-value reports: " + "; ".join(links)] if methods else [],
+    )
+    from segbalance import __version__
+
+    html = (
+        _environment()
+        .from_string(TEMPLATE)
+        .render(
+            title=f"segbalance sweep: {summary['key']}",
+            css=CSS,
+            meta=[
+                f"sweep folder: {root.name}",
+                f"values: {values}",
+                f"baseline: {summary['baseline']}",
+            ],
+            sections=[section],
+            footer=f"Built by segbalance {__version__} (segbalance report). Self-contained: "
+            "figures are embedded, nothing is loaded from the network.",
+        )
+    )
+    out = root / REPORT_NAME
     write_text_atomic(out, html)
     return out

@@ -56,6 +56,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """The weights validation scores: the EMA copy when the run keeps one, else ``model``."""
+    ema = state.get("ema")
+    return ema["module"] if isinstance(ema, dict) and "module" in ema else state["model"]
+
+
 def rng_state() -> dict[str, Any]:
     """The python, numpy and torch RNG states as weights_only-loadable containers."""
     np_state = np.random.get_state()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from segbalance.atomic import atomic_write_text
 from segbalance.config import TrainConfig
 from segbalance.errors import InputError, TrainingError
+from segbalance.optim.ema import ModelEMA
 from segbalance.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -143,6 +144,9 @@ def _train(
     optimizer = build_training_optimizer(cfg, model, total_steps)
     loss_fn = build_training_loss(cfg, info).to(device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
+    ema_decay = cfg.optimizer.ema_decay
+    ema = ModelEMA(model, ema_decay) if ema_decay is not None else None
+    evaluated = ema.module if ema is not None else model  # what validation scores
     loader = build_loader(
         cfg,
         info,
@@ -170,6 +174,14 @@ def _train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            if "ema" not in state:
+                raise InputError(
+                    str(run_dir / "checkpoint_last.pt"),
+                    "has no EMA weights but optimizer.ema_decay is set",
+                    "the config the run was started with",
+                )
+            ema.load_state_dict(state["ema"])
         loader.load_state_dict(state["loader"])
         set_rng_state(state["rng"])
         c.update({k: int(v) for k, v in state["counters"].items()})
@@ -205,6 +217,7 @@ def _train(
             "best": {"dice": best, "step": best_step},
             "counters": dict(c),
             "config": cfg.model_dump(mode="json"),
+            **({"ema": ema.state_dict()} if ema is not None else {}),
         }
 
     started = time.perf_counter() - elapsed
@@ -223,7 +236,7 @@ def _train(
         scores: dict[int, float] = {}
         if dist_info.is_main:
             scores = validate(
-                model, data, info, cfg.validation, device=device, autocast_dtype=autocast_dtype
+                evaluated, data, info, cfg.validation, device=device, autocast_dtype=autocast_dtype
             )
             mean = nanmean(scores.values())
             if mean > best:
@@ -283,6 +296,8 @@ def _train(
                 skipped_before = getattr(optimizer, "skipped_steps", 0)
                 batches = [(model_inputs(net, b), b[1], *b[2:]) for b in micro]
                 loss = sam_step_call(net, optimizer, loss_fn, batches, scaler, cfg, autocast_dtype)
+                if ema is not None:
+                    ema.update(model)
                 micro = []
                 c["step"] += 1
                 if not math.isfinite(loss):
@@ -345,7 +360,7 @@ def _train(
 
         evaluate_run(
             run_dir,
-            model=model,
+            model=evaluated,
             data=data,
             info=info,
             cfg=cfg,

@@ -250,6 +250,10 @@ def build_network(cfg: TrainConfig, info: RunData) -> tuple[nn.Module, dict[str,
             freeze(model, cfg.model.freeze)
         except ValueError as exc:
             raise InputError("model.freeze", str(exc)) from None
+    if cfg.model.channels_last:
+        from segbalance.models.factory import use_channels_last
+
+        use_channels_last(model)
     return model, report
 
 

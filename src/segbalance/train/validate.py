@@ -43,6 +43,7 @@ def validate(
             device=device,
             autocast_dtype=autocast_dtype,
             label=np.asarray(case.label),
+            mirror_axes=cfg.mirror_axes,
         )
         pred = logits_to_labels(logits, classes)
         ref = np.asarray(case.label)

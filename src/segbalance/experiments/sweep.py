@@ -1,0 +1,119 @@
+"""A comparison repeated over the values of one config key (``sweep`` in a compare config).
+
+    sweep: {key: phantom.fg_fraction, values: [0.02, 0.002, 0.0002]}
+
+runs the whole grid once per value, each in ``OUTPUT/<key>=<value>/`` (a normal compare
+folder with its own statistics and report; finished runs are reused as usual), then writes
+``OUTPUT/sweep.json`` (per value and cell: mean score with its 95 % CI and the paired
+difference to the baseline) and ``OUTPUT/sweep.png``: how each method's score moves with
+the swept setting, e.g. how the advantage of an imbalance remedy grows with the imbalance.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from segbalance.atomic import atomic_write_bytes, atomic_write_text
+from segbalance.config import CompareConfig, set_dotted, validate_config
+
+SWEEP_JSON = "sweep.json"
+SWEEP_FIGURE = "sweep.png"
+
+
+def sweep_folder_name(key: str, value: Any) -> str:
+    """``fg_fraction=0.002`` for ``phantom.fg_fraction`` and 0.002 (safe as a folder name)."""
+    text = json.dumps(value) if not isinstance(value, str) else value
+    safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in text)
+    return f"{key.rsplit('.', 1)[-1]}={safe}"
+
+
+def sweep_configs(cfg: CompareConfig, where: str = "compare") -> list[tuple[Any, CompareConfig]]:
+    """One validated compare config per swept value (``InputError`` naming the key if bad)."""
+    if cfg.sweep is None:
+        raise ValueError("sweep_configs: the config has no sweep")
+    base = cfg.model_dump(mode="json", exclude={"sweep"})
+    out = []
+    for value in cfg.sweep.values:
+        raw = json.loads(json.dumps(base))
+        set_dotted(raw, cfg.sweep.key, value, f"{where}: sweep.key")
+        raw["output"] = str(Path(cfg.output) / sweep_folder_name(cfg.sweep.key, value))
+        out.append((value, validate_config(raw, CompareConfig, f"{where}: sweep {value!r}")))
+    return out
+
+
+def summarise_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[str, Any]:
+    """``sweep.json``'s content from the ``stats.json`` of every value's compare folder."""
+    per_value: list[dict[str, Any]] = []
+    metric = "dice"
+    for _, folder in points:
+        stats = json.loads((folder / "stats.json").read_text())
+        metric = stats.get("metric", metric)
+        per_value.append(stats["methods"])
+    cells = list(dict.fromkeys(c for methods in per_value for c in methods))
+    fields = ("mean", "ci95", "mean_diff", "diff_ci95", "p_holm")
+    # one point per value for every cell (all None where a cell has no result there)
+    table = {
+        cell: [
+            {"value": value, **{f: methods.get(cell, {}).get(f) for f in fields}}
+            for (value, _), methods in zip(points, per_value, strict=True)
+        ]
+        for cell in cells
+    }
+    return {
+        "key": cfg.sweep.key if cfg.sweep else None,
+        "values": [v for v, _ in points],
+        "folders": [folder.name for _, folder in points],
+        "metric": metric,
+        "baseline": cfg.baseline_cell,
+        "methods": table,
+    }
+
+
+def sweep_figure_png(summary: dict[str, Any]) -> bytes:
+    """Score vs swept value, one line per method with its 95 % CI as error bars."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = summary["values"]
+    numeric = all(isinstance(v, int | float) and v > 0 for v in values)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for cell, points in summary["methods"].items():
+        xs = [p["value"] if numeric else i for i, p in enumerate(points)]
+        ys, lo, hi = [], [], []
+        for p in points:
+            y = math.nan if p["mean"] is None else float(p["mean"])
+            low, high = p["ci95"] if p["ci95"] and None not in p["ci95"] else (y, y)
+            ys.append(y)
+            lo.append(y - low)
+            hi.append(high - y)
+        style = "k-o" if cell == summary["baseline"] else "-o"
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, ms=3, capsize=2, label=cell, lw=1.2)
+    if numeric:
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_xlabel(summary["key"])
+    ax.set_ylabel(f"mean {summary['metric']} (95 % CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[str, Any]:
+    """Write ``sweep.json`` and ``sweep.png`` into ``cfg.output``; return the summary."""
+    summary = summarise_sweep(cfg, points)
+    out = Path(cfg.output)
+    atomic_write_text(out / SWEEP_JSON, json.dumps(summary, indent=1))
+    atomic_write_bytes(out / SWEEP_FIGURE, sweep_figure_png(summary))
+    return summary
