@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics.py
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/train_quality.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache demo_output

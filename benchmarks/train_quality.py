@@ -13,13 +13,15 @@ train/validation split (the one ``segbalance train CONFIG`` draws):
 
 Each runs in its own process (so peak RSS is its own), with the config's thread count.
 Recorded: validation Dice over wall-clock time, final per-class Dice of the selected model
-with case-bootstrap 95 % CIs, steps per second, peak RSS. Written: ``train_quality.json``
-and ``train_quality.png`` (Dice vs minutes, both curves) in ``--out``.
+with case-bootstrap 95 % CIs, lesion counts and lesion F1 (segbalance's metric code on
+both sides), steps per second, peak RSS. Written: ``train_quality.json`` and
+``train_quality.png`` (Dice vs minutes, both curves) in ``--out``.
 
     python benchmarks/train_quality.py                          # hippocampus, 10 min each
-    python benchmarks/train_quality.py --config configs/ms_lesions.yaml --minutes 10
+    python benchmarks/train_quality.py --config configs/ms_lesions.yaml --minutes 5 \
+        --validate-every 60 [--val ms_007]                      # MS lesions, either direction
     python benchmarks/train_quality.py --config configs/phantom.yaml --minutes 0.2  # smoke
-    python benchmarks/train_quality.py --only segbalance --set model.name=dynunet  # a lever
+    python benchmarks/train_quality.py --only segbalance --reuse --set optimizer.lr=0.004
 
 ``--set`` overrides apply to the segbalance run only (levers); ``--only`` skips one side
 and, with ``--reuse``, reads that side from an earlier ``train_quality.json`` in ``--out``.
@@ -70,10 +72,21 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         T.SpatialPadd(keys=keys, spatial_size=patch),
         T.EnsureTyped(keys=keys, track_meta=False),
     ]
+    indices = {}
+    if spec["cache_indices"]:  # MONAI's own speed-up for large volumes: find fg/bg once
+        load.append(T.FgBgToIndicesd(keys="label", fg_postfix="_fg", bg_postfix="_bg"))
+        indices = {"fg_indices_key": "label_fg", "bg_indices_key": "label_bg"}
     augment = [
         T.RandCropByPosNegLabeld(
-            keys=keys, label_key="label", spatial_size=patch, pos=1, neg=2, num_samples=1
+            keys=keys,
+            label_key="label",
+            spatial_size=patch,
+            pos=1,
+            neg=2,
+            num_samples=1,
+            **indices,
         ),
+        *([T.DeleteItemsd(keys=list(indices.values()))] if indices else []),  # not batched
         T.RandFlipd(keys=keys, spatial_axis=0, prob=0.5),
         T.RandAffined(
             keys=keys,
@@ -87,7 +100,9 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         T.RandShiftIntensityd(keys="image", offsets=0.1, prob=0.15),
         T.RandGaussianNoised(keys="image", prob=0.1, std=0.1),
     ]
-    train_ds = CacheDataset(spec["train"], T.Compose(load + augment), progress=False)
+    # fewer training cases than a batch (MS lesions: 1): repeat them so batches are full
+    repeats = -(-spec["batch_size"] // len(spec["train"]))
+    train_ds = CacheDataset(spec["train"] * repeats, T.Compose(load + augment), progress=False)
     val_ds = CacheDataset(spec["val"], T.Compose(load), progress=False)
     loader = DataLoader(train_ds, batch_size=spec["batch_size"], shuffle=True, num_workers=0)
     model = UNet(
@@ -152,7 +167,7 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             steps += 1
-            if time.perf_counter() - start - last_val >= VALIDATE_EVERY_SECONDS:
+            if time.perf_counter() - start - last_val >= spec["validate_every"]:
                 validate_now()
     seconds = time.perf_counter() - start
     validate_now()
@@ -163,12 +178,50 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         "per_case": {
             name: row.tolist() for name, row in zip(spec["val_names"], final, strict=True)
         },
+        "lesions": final_lesions(model, val_ds, spec, sliding_window_inference),
         "steps": steps,
         "train_seconds": seconds,
         "steps_per_second": steps / seconds,
         "best_step": best["step"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+
+
+def final_lesions(model: Any, val_ds: Any, spec: dict[str, Any], infer: Any) -> dict[str, Any]:
+    """Lesion counts of the selected model per class (segbalance's metric code, the same
+    function that fills segbalance's per_case.csv, so both sides are scored alike)."""
+    import torch
+
+    from segbalance.evaluate.case import case_metrics
+
+    totals: dict[str, dict[str, float]] = {}
+    model.eval()
+    with torch.no_grad():
+        for item in val_ds:
+            logits = infer(
+                item["image"][None],
+                tuple(spec["patch_size"]),
+                4,
+                model,
+                overlap=0.5,
+                mode="gaussian",
+            )
+            pred = logits.argmax(1)[0].numpy()
+            ref = item["label"][0].numpy().astype(np.int64)
+            classes = list(range(1, spec["n_classes"] + 1))
+            for row in case_metrics(pred, ref, classes):
+                add_lesion_counts(totals, str(row["class"]), row)
+    return totals
+
+
+def add_lesion_counts(totals: dict[str, dict[str, float]], cls: str, row: dict[str, Any]) -> None:
+    """Sum lesion TP/FP/FN of one case and class into ``totals[cls]``."""
+    entry = totals.setdefault(cls, {"tp": 0.0, "fp": 0.0, "fn": 0.0, "f1": [], "cases": 0})
+    entry["tp"] += float(row["lesion_tp"])
+    entry["fp"] += float(row["lesion_fp"])
+    entry["fn"] += float(row["lesion_fn"])
+    entry["f1"].append(float(row["lesion_f1"]))
+    entry["cases"] += 1
 
 
 def _dice(pred: Any, ref: Any) -> float:
@@ -210,7 +263,9 @@ def read_segbalance_run(run_dir: Path) -> dict[str, Any]:
         cases = list(csv.DictReader(f))
     classes = sorted({int(r["class"]) for r in cases})
     per_case: dict[str, list[float]] = {}
+    lesions: dict[str, dict[str, float]] = {}
     for r in cases:
+        add_lesion_counts(lesions, r["class"], r)
         row = per_case.setdefault(r["case"], [math.nan] * len(classes))
         empty = float(r.get("ref_voxels") or 1) == 0
         row[classes.index(int(r["class"]))] = math.nan if empty else float(r["dice"])
@@ -220,6 +275,7 @@ def read_segbalance_run(run_dir: Path) -> dict[str, Any]:
     return {
         "curve": curve,
         "per_case": per_case,
+        "lesions": lesions,
         "steps": steps,
         "train_seconds": seconds,
         "steps_per_second": steps / seconds if seconds else math.nan,
@@ -238,6 +294,11 @@ def summarise(side: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
     for j, name in enumerate(class_names):
         col = scores[:, j]
         out[name] = {"dice": float(np.nanmean(col)), "ci95": list(bootstrap_ci(col, B=BOOTSTRAP))}
+    for j, (cls, entry) in enumerate(sorted(side.get("lesions", {}).items())):
+        name = class_names[j] if j < len(class_names) else cls
+        out[name]["lesion_f1"] = float(np.nanmean(entry["f1"]))
+        out[name]["lesions_found"] = f"{entry['tp']:g}/{entry['tp'] + entry['fn']:g}"
+        out[name]["false_positive_lesions"] = entry["fp"]
     case_means = np.nanmean(scores, axis=1)
     out["mean"] = {
         "dice": float(np.nanmean(np.nanmean(scores, axis=0))),
@@ -273,6 +334,10 @@ def plot(result: dict[str, Any], path: Path) -> None:
             ms=3,
             label=f"{result[side]['label']} (selected: {final:.3f})",
         )
+    if "reference" in result:
+        level = result["reference"]["final"]["mean"]["dice"]
+        ax.axhline(level, color="grey", ls="--", lw=0.8, label=f"reference's final ({level:.3f})")
+        ax.axvline(result["minutes"] / 2, color="grey", ls=":", lw=0.8)
     ax.set_xlabel("wall-clock minutes (training + validation)")
     ax.set_ylabel("validation mean Dice")
     ax.set_title(f"{result['dataset']}: {result['minutes']:g} min, {result['threads']} threads")
@@ -285,14 +350,16 @@ def plot(result: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def reference_spec(config: str, minutes: float, seed: int) -> dict[str, Any]:
+def reference_spec(
+    config: str, minutes: float, seed: int, val: list[str] | None = None
+) -> dict[str, Any]:
     """The reference's inputs from the segbalance config: files of the same split, patch,
     batch size, threads."""
     from segbalance.config import load_config
     from segbalance.data import open_dataset
     from segbalance.train.setup import choose_split, resolve_dataset
 
-    cfg = load_config(config)
+    cfg = load_config(config, {"data.split.val": val} if val else None)
     layout = open_dataset(resolve_dataset(cfg.data.dataset, cfg.data.phantom))
     split = choose_split([c.name for c in layout.cases], cfg.data)
     files = {c.name: c for c in layout.cases}
@@ -325,12 +392,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/hippocampus.yaml")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--out", default="benchmarks/results/train_quality_hippocampus")
+    parser.add_argument("--out", default="bench_results/train_quality_hippocampus")
     parser.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     parser.add_argument("--only", choices=["reference", "segbalance"])
     parser.add_argument("--reuse", action="store_true", help="keep the other side from --out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads of both (default: config's)")
+    parser.add_argument(
+        "--val", help="validation cases of both, comma-separated (default: config's)"
+    )
+    parser.add_argument(
+        "--validate-every",
+        type=float,
+        default=VALIDATE_EVERY_SECONDS,
+        help="seconds between the reference's validations (default 30)",
+    )
+    parser.add_argument(
+        "--cache-indices",
+        action="store_true",
+        help="reference: cache foreground/background indices (FgBgToIndicesd; large volumes)",
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)  # child process: run the reference
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -340,7 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
-    spec = reference_spec(args.config, args.minutes, args.seed)
+    val = args.val.split(",") if args.val else None
+    spec = reference_spec(args.config, args.minutes, args.seed, val)
+    spec["validate_every"] = args.validate_every
+    spec["cache_indices"] = args.cache_indices
+    if val:
+        args.sets = [f"data.split.val=[{','.join(val)}]", *args.sets]
     if args.threads is not None:
         spec["threads"] = args.threads
         args.sets = [f"threads={args.threads}", *args.sets]
@@ -351,10 +437,13 @@ def main(argv: list[str] | None = None) -> int:
         "config": args.config,
         "minutes": args.minutes,
         "threads": spec["threads"],
+        "reference_validate_every_seconds": args.validate_every,
+        "reference_cache_indices": args.cache_indices,
         "n_train": len(spec["train"]),
         "n_val": len(spec["val"]),
         "classes": spec["class_names"],
         "segbalance_overrides": args.sets,
+        "val_cases": spec["val_names"] if len(spec["val_names"]) <= 10 else len(spec["val_names"]),
     }
     if args.only != "segbalance":
         spec_file = out / "reference_spec.json"
@@ -395,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(result: dict[str, Any]) -> None:
+    """The markdown rows of docs/benchmarks.md (lesion columns where a class has lesions)."""
     print(f"\n{result['dataset']}: {result['minutes']:g} min, {result['threads']} threads")
     print(
         "| pipeline | "
@@ -406,7 +496,16 @@ def print_table(result: dict[str, Any]) -> None:
             continue
         r = result[side]
         f = r["final"]
-        cells = [f"{f[c]['dice']:.3f}" for c in result["classes"]]
+        cells = [
+            f"{f[c]['dice']:.3f}"
+            + (
+                f" (lesion F1 {f[c]['lesion_f1']:.2f}, {f[c]['lesions_found']} found, "
+                f"{f[c]['false_positive_lesions']:g} FP)"
+                if "lesion_f1" in f[c]
+                else ""
+            )
+            for c in result["classes"]
+        ]
         lo, hi = f["mean"]["ci95"]
         print(
             f"| {r['label']} | " + " | ".join(cells) + f" | {f['mean']['dice']:.3f} "

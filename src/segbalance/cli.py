@@ -266,7 +266,11 @@ def compare(
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
-    """Train cells (loss x optimiser) x seeds, then statistics and the HTML report."""
+    """Train cells (loss x optimiser) x seeds, then statistics and the HTML report.
+
+    With ``sweep: {key, values}`` in the config: the whole grid once per value, then
+    sweep.json, sweep.png and a sweep report (docs/compare.md).
+    """
     from segbalance.config import load_compare_config
 
     overrides = _overrides(set_)
@@ -337,7 +341,9 @@ def _run_comparison(cfg, where: str, *, jobs: int | None, progress: bool, report
 
 @app.command()
 def report(
-    directory: str = typer.Argument(..., help="A compare folder (results.csv, stats.json)."),
+    directory: str = typer.Argument(
+        ..., help="A compare folder (results.csv, stats.json) or a sweep folder (sweep.json)."
+    ),
 ) -> None:
     """(Re)build DIRECTORY/report.html: self-contained, figures embedded."""
     from segbalance.report import build_report

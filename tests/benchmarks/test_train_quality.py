@@ -14,8 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "train_quality.py"
@@ -73,6 +75,22 @@ def test_benchmark_runs_both_pipelines_on_the_phantom(tmp_path: Path) -> None:
         rows = [r for r in csv.DictReader(f) if float(r["ref_voxels"]) > 0]
     expected = float(np.mean([float(r["dice"]) for r in rows]))
     assert result["segbalance"]["final"]["mean"]["dice"] == pytest.approx(expected, abs=1e-9)
+    tp = sum(float(r["lesion_tp"]) for r in rows)
+    fn = sum(float(r["lesion_fn"]) for r in rows)
+    assert result["segbalance"]["final"]["lesion"]["lesions_found"] == f"{tp:g}/{tp + fn:g}"
+    # the reference's lesions: found + missed = the 26-connected components of the
+    # validation labels, counted here with scipy
+    ref_lesions = result["reference"]["lesions"]["1"]
+    assert ref_lesions["cases"] == len(splits["val"])
+    phantom = Path(json.loads((out / "segbalance" / "imbalance.json").read_text())["dataset"])
+    present = sum(
+        ndimage.label(
+            np.asarray(nib.load(phantom / "labelsTr" / f"{case}.nii.gz").dataobj) == 1,
+            structure=np.ones((3, 3, 3)),
+        )[1]
+        for case in splits["val"]
+    )
+    assert ref_lesions["tp"] + ref_lesions["fn"] == present == tp + fn
     gain = result["comparison"]["dice_gain"]
     ref_mean = result["reference"]["final"]["mean"]["dice"]
     assert gain == pytest.approx(expected - ref_mean, abs=1e-9)

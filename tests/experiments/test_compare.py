@@ -13,34 +13,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.experiments.conftest import TINY_TRAIN as TRAIN
+from tests.experiments.conftest import tiny_compare
 
 from segbalance.config import CompareConfig, load_compare_config, validate_config
 from segbalance.errors import InputError
 from segbalance.experiments.compare import plan_runs
-from segbalance.experiments.demo import demo_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN = demo_config(quick=True).train
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch) -> None:
-    monkeypatch.setenv("SEGBALANCE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _config(tmp_path: Path, **changes) -> dict:
-    raw = {
-        "dataset": "phantom",
-        "phantom": {"n_cases": 4, "shape": [32, 32, 32], "fg_fraction": 0.01},
-        "train": TRAIN,
-        "budget": {"steps": 4},
-        "seeds": [0],
-        "cells": [{"name": "base", "loss": "dice+ce", "optimizer": "adamw"}],
-        "output": str(tmp_path / "cmp"),
-        "landscape": False,
-    }
-    raw.update(changes)
-    return raw
+    return tiny_compare(tmp_path, **changes)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -11,25 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from tests.experiments.conftest import tiny_compare
 
 from segbalance.config import CompareConfig, validate_config
 from segbalance.errors import InputError
-from segbalance.experiments.demo import demo_config
 from segbalance.experiments.sweep import sweep_configs, sweep_folder_name
-
-TRAIN = demo_config(quick=True).train
-
-
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch) -> None:
-    monkeypatch.setenv("SEGBALANCE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _config(tmp_path: Path, **changes) -> dict:
-    raw = {
-        "dataset": "phantom",
-        "phantom": {"n_cases": 4, "shape": [32, 32, 32], "fg_fraction": 0.01},
-        "train": TRAIN,
+    sweep = {
         "budget": {"steps": 3},
         "seeds": [0, 1],
         "cells": [
@@ -37,11 +27,9 @@ def _config(tmp_path: Path, **changes) -> dict:
             {"name": "bal", "loss": "balanced", "optimizer": "adamw"},
         ],
         "output": str(tmp_path / "sweep"),
-        "landscape": False,
         "sweep": {"key": "phantom.fg_fraction", "values": [0.02, 0.005]},
     }
-    raw.update(changes)
-    return raw
+    return tiny_compare(tmp_path, **{**sweep, **changes})
 
 
 def test_sweep_configs_set_the_key_and_the_folders(tmp_path) -> None:
