@@ -307,6 +307,29 @@ def summarise(side: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
     return out
 
 
+def compare_sides(result: dict[str, Any]) -> dict[str, Any]:
+    """Gain of segbalance over the reference: difference of means, paired per-case
+    difference (class-averaged Dice, same cases) with its bootstrap 95 % CI and Wilcoxon p,
+    and the minutes each curve needs to reach the reference's final Dice."""
+    from segbalance.experiments.stats import bootstrap_ci, paired_wilcoxon
+
+    ref, seg = result["reference"], result["segbalance"]
+    ref_final = ref["final"]["mean"]["dice"]
+    cases = sorted(ref["per_case"])
+    a = [float(np.nanmean(seg["per_case"][c])) for c in cases]
+    b = [float(np.nanmean(ref["per_case"][c])) for c in cases]
+    diff = np.asarray(a) - np.asarray(b)
+    test = paired_wilcoxon(a, b)
+    return {
+        "dice_gain": seg["final"]["mean"]["dice"] - ref_final,
+        "paired_diff_ci95": list(bootstrap_ci(diff, B=BOOTSTRAP)),
+        "wilcoxon_p": test["p"],
+        "cases_better_worse": [int((diff > 0).sum()), int((diff < 0).sum())],
+        "segbalance_minutes_to_reference_dice": minutes_to_reach(seg["curve"], ref_final),
+        "reference_minutes_to_reference_dice": minutes_to_reach(ref["curve"], ref_final),
+    }
+
+
 def minutes_to_reach(curve: list[dict[str, float]], target: float) -> float | None:
     """Wall-clock minutes at which a validation curve first reaches ``target`` (None: never)."""
     for point in curve:
@@ -465,16 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         if side in result:
             result[side]["final"] = summarise(result[side], spec["class_names"])
     if "reference" in result and "segbalance" in result:
-        ref_final = result["reference"]["final"]["mean"]["dice"]
-        result["comparison"] = {
-            "dice_gain": result["segbalance"]["final"]["mean"]["dice"] - ref_final,
-            "segbalance_minutes_to_reference_dice": minutes_to_reach(
-                result["segbalance"]["curve"], ref_final
-            ),
-            "reference_minutes_to_reference_dice": minutes_to_reach(
-                result["reference"]["curve"], ref_final
-            ),
-        }
+        result["comparison"] = compare_sides(result)
     tmp = result_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(result_file)

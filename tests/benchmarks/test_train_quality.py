@@ -94,3 +94,13 @@ def test_benchmark_runs_both_pipelines_on_the_phantom(tmp_path: Path) -> None:
     gain = result["comparison"]["dice_gain"]
     ref_mean = result["reference"]["final"]["mean"]["dice"]
     assert gain == pytest.approx(expected - ref_mean, abs=1e-9)
+    # paired per-case differences, by hand: their mean lies in the reported bootstrap CI
+    diffs = [
+        float(np.nanmean(result["segbalance"]["per_case"][c]))
+        - float(np.nanmean(result["reference"]["per_case"][c]))
+        for c in splits["val"]
+    ]
+    lo, hi = result["comparison"]["paired_diff_ci95"]
+    assert lo - 1e-12 <= float(np.mean(diffs)) <= hi + 1e-12
+    better, worse = result["comparison"]["cases_better_worse"]
+    assert (better, worse) == (sum(d > 0 for d in diffs), sum(d < 0 for d in diffs))
