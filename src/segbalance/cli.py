@@ -299,33 +299,17 @@ def _run_comparison(cfg, where: str, *, jobs: int | None, progress: bool, report
     from pathlib import Path
 
     from segbalance.errors import TrainingError
-    from segbalance.experiments.compare import run_compare
 
+    out = Path(cfg.output)
     if cfg.sweep is not None:
-        from segbalance.experiments.sweep import sweep_configs, write_sweep
+        from segbalance.experiments.sweep import run_sweep
 
-        failed, points = [], []
-        for value, sub in sweep_configs(cfg, where):
-            print(f"sweep {cfg.sweep.key} = {value!r}: {sub.output}")
-            manifest = run_compare(sub, where=where, jobs=jobs, progress=progress)
-            failed += [f"{Path(sub.output).name}/{name}" for name in manifest["failed"]]
-            points.append((value, Path(sub.output)))
-            if report:
-                from segbalance.report import build_report
-
-                print(f"report: {build_report(sub.output)}")
-        write_sweep(cfg, points)
-        out = Path(cfg.output)
-        if report:
-            from segbalance.report import build_report
-
-            print(f"sweep report: {build_report(out)}")
-        print(f"sweep: {out / 'sweep.json'}  figure: {out / 'sweep.png'}")
+        failed = run_sweep(cfg, where=where, jobs=jobs, progress=progress, report=report)
         logs = f"{out}/<value>/logs"
     else:
-        manifest = run_compare(cfg, where=where, jobs=jobs, progress=progress)
-        failed = manifest["failed"]
-        out = Path(cfg.output)
+        from segbalance.experiments.compare import run_compare
+
+        failed = run_compare(cfg, where=where, jobs=jobs, progress=progress)["failed"]
         if report:
             from segbalance.report import build_report
 

@@ -34,10 +34,9 @@ def sweep_configs(cfg: CompareConfig, where: str = "compare") -> list[tuple[Any,
     """One validated compare config per swept value (``InputError`` naming the key if bad)."""
     if cfg.sweep is None:
         raise ValueError("sweep_configs: the config has no sweep")
-    base = cfg.model_dump(mode="json", exclude={"sweep"})
     out = []
     for value in cfg.sweep.values:
-        raw = json.loads(json.dumps(base))
+        raw = cfg.model_dump(mode="json", exclude={"sweep"})  # a fresh copy per value
         set_dotted(raw, cfg.sweep.key, value, f"{where}: sweep.key")
         raw["output"] = str(Path(cfg.output) / sweep_folder_name(cfg.sweep.key, value))
         out.append((value, validate_config(raw, CompareConfig, f"{where}: sweep {value!r}")))
@@ -108,6 +107,36 @@ def sweep_figure_png(summary: dict[str, Any]) -> bytes:
     fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def run_sweep(
+    cfg: CompareConfig,
+    *,
+    where: str = "compare",
+    jobs: int | None = None,
+    progress: bool = True,
+    report: bool = True,
+) -> list[str]:
+    """Run the comparison once per swept value (each with its report when ``report``),
+    then ``sweep.json``, ``sweep.png`` and the sweep report. Returns the failed runs as
+    ``<value folder>/<run>``."""
+    from segbalance.experiments.compare import run_compare
+    from segbalance.report import build_report
+
+    failed, points = [], []
+    for value, sub in sweep_configs(cfg, where):
+        print(f"sweep {cfg.sweep.key} = {value!r}: {sub.output}")
+        manifest = run_compare(sub, where=where, jobs=jobs, progress=progress)
+        failed += [f"{Path(sub.output).name}/{name}" for name in manifest["failed"]]
+        points.append((value, Path(sub.output)))
+        if report:
+            print(f"report: {build_report(sub.output)}")
+    write_sweep(cfg, points)
+    out = Path(cfg.output)
+    if report:
+        print(f"sweep report: {build_report(out)}")
+    print(f"sweep: {out / SWEEP_JSON}  figure: {out / SWEEP_FIGURE}")
+    return failed
 
 
 def write_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[str, Any]:
