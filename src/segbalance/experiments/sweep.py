@@ -12,7 +12,6 @@ the swept setting, e.g. how the advantage of an imbalance remedy grows with the 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -71,44 +70,6 @@ def summarise_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[
     }
 
 
-def sweep_figure_png(summary: dict[str, Any]) -> bytes:
-    """Score vs swept value, one line per method with its 95 % CI as error bars."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = summary["values"]
-    numeric = all(isinstance(v, int | float) and v > 0 for v in values)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for cell, points in summary["methods"].items():
-        xs = [p["value"] if numeric else i for i, p in enumerate(points)]
-        ys, lo, hi = [], [], []
-        for p in points:
-            y = math.nan if p["mean"] is None else float(p["mean"])
-            low, high = p["ci95"] if p["ci95"] and None not in p["ci95"] else (y, y)
-            ys.append(y)
-            lo.append(y - low)
-            hi.append(high - y)
-        style = "k-o" if cell == summary["baseline"] else "-o"
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, ms=3, capsize=2, label=cell, lw=1.2)
-    if numeric:
-        ax.set_xscale("log")
-    else:
-        ax.set_xticks(range(len(values)), [str(v) for v in values])
-    ax.set_xlabel(summary["key"])
-    ax.set_ylabel(f"mean {summary['metric']} (95 % CI)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def run_sweep(
     cfg: CompareConfig,
     *,
@@ -144,5 +105,7 @@ def write_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[str,
     summary = summarise_sweep(cfg, points)
     out = Path(cfg.output)
     atomic_write_text(out / SWEEP_JSON, json.dumps(summary, indent=1))
+    from segbalance.report.figures import sweep_figure_png
+
     atomic_write_bytes(out / SWEEP_FIGURE, sweep_figure_png(summary))
     return summary

@@ -23,7 +23,6 @@ def _environment() -> jinja2.Environment:
 
 def render_report(folder: CompareFolder, sections: list[Section]) -> str:
     """The HTML text of the report (no I/O)."""
-    from segbalance import __version__
 
     cells = len(folder.cells)
     seeds = sorted({r.seed for r in folder.runs}) or sorted({row["seed"] for row in folder.rows})
@@ -35,14 +34,24 @@ def render_report(folder: CompareFolder, sections: list[Section]) -> str:
     budget = folder.compare.get("budget")
     if isinstance(budget, dict) and budget:
         meta.append("budget per run: " + ", ".join(f"{k} {v}" for k, v in budget.items()))
-    template = _environment().from_string(TEMPLATE)
-    return template.render(
-        title=f"segbalance comparison: {folder.dataset_name}",
-        css=CSS,
-        meta=meta,
-        sections=sections,
-        footer=f"Built by segbalance {__version__} (segbalance report). Self-contained: "
-        f"figures are embedded, nothing is loaded from the network.",
+    return render_page(f"segbalance comparison: {folder.dataset_name}", meta, sections)
+
+
+def render_page(title: str, meta: list[str], sections: list[Section]) -> str:
+    """One self-contained report page (comparison or sweep): header, sections, footer."""
+    from segbalance import __version__
+
+    return (
+        _environment()
+        .from_string(TEMPLATE)
+        .render(
+            title=title,
+            css=CSS,
+            meta=meta,
+            sections=sections,
+            footer=f"Built by segbalance {__version__} (segbalance report). Self-contained: "
+            "figures are embedded, nothing is loaded from the network.",
+        )
     )
 
 
@@ -130,24 +139,8 @@ def build_sweep_report(directory: str | Path) -> Path:
         ],
         notes=["Per-value reports: " + "; ".join(links)] if methods else [],
     )
-    from segbalance import __version__
-
-    html = (
-        _environment()
-        .from_string(TEMPLATE)
-        .render(
-            title=f"segbalance sweep: {summary['key']}",
-            css=CSS,
-            meta=[
-                f"sweep folder: {root.name}",
-                f"values: {values}",
-                f"baseline: {summary['baseline']}",
-            ],
-            sections=[section],
-            footer=f"Built by segbalance {__version__} (segbalance report). Self-contained: "
-            "figures are embedded, nothing is loaded from the network.",
-        )
-    )
+    meta = [f"sweep folder: {root.name}", f"values: {values}", f"baseline: {summary['baseline']}"]
+    html = render_page(f"segbalance sweep: {summary['key']}", meta, [section])
     out = root / REPORT_NAME
     write_text_atomic(out, html)
     return out

@@ -163,31 +163,22 @@ def landscape_section(folder: CompareFolder) -> Section:
         section.figures.append(
             FigureBlock(figures.landscape_2d_figure(panels), "2-D loss landscapes", caption_2d)
         )
-    rows = [
-        [
-            run.cell,
-            run.seed,
-            sam_kind(folder, run.cell),
-            fmt(data.get("sharpness"), 5),
-            fmt(data.get("rho"), 3),
-            fmt(data.get("span"), 2),
-        ]
-        for run, data in found
-    ]
     section.tables.append(
-        Table(
-            "Measured sharpness L(w + ρ g/‖g‖) − L(w)",
-            ["cell", "seed", "SAM", "sharpness", "ρ", "span"],
-            rows,
-        )
+        _sharpness_table(folder, found, "Measured sharpness L(w + ρ g/‖g‖) − L(w)", span=True)
     )
     if sharp:
         section.tables.append(_sharpness_table(folder, sharp))
     return section
 
 
-def _sharpness_table(folder: CompareFolder, sharp: list[tuple[Any, dict]]) -> Table:
-    """Every run's sharpness (``sharpness.json``): comparable between runs of one loss."""
+def _sharpness_table(
+    folder: CompareFolder,
+    probes: list[tuple[Any, dict]],
+    caption: str = "Sharpness of every run at its best weights (same fixed batch; own training loss)",
+    *,
+    span: bool = False,
+) -> Table:
+    """One row per run: cell, seed, SAM variant, sharpness, ρ (and the landscape's span)."""
     rows = [
         [
             run.cell,
@@ -195,11 +186,9 @@ def _sharpness_table(folder: CompareFolder, sharp: list[tuple[Any, dict]]) -> Ta
             sam_kind(folder, run.cell),
             fmt(data.get("sharpness"), 5),
             fmt(data.get("rho"), 3),
+            *([fmt(data.get("span"), 2)] if span else []),
         ]
-        for run, data in sharp
+        for run, data in probes
     ]
-    return Table(
-        "Sharpness of every run at its best weights (same fixed batch; own training loss)",
-        ["cell", "seed", "SAM", "sharpness", "ρ"],
-        rows,
-    )
+    header = ["cell", "seed", "SAM", "sharpness", "ρ", *(["span"] if span else [])]
+    return Table(caption, header, rows)
