@@ -172,16 +172,18 @@ def _rebuild(run: Path, checkpoint: str, dataset: str | Path | None) -> tuple:
     file actually read (``checkpoint_last.pt`` when a run has no best checkpoint yet)."""
     import torch
 
-    from segbalance.train.checkpoint import evaluated_weights, load_checkpoint
+    from segbalance.train.checkpoint import (
+        checkpoint_to_score,
+        evaluated_weights,
+        load_checkpoint,
+    )
     from segbalance.train.rundir import read_run_config
     from segbalance.train.setup import build_network, prepare_data
 
     if not (run / "config.yaml").is_file():
         raise InputError(str(run), "no config.yaml", "a run folder written by segbalance train")
     cfg = read_run_config(run)
-    path = run / checkpoint
-    if not path.is_file() and checkpoint == "checkpoint_best.pt":
-        path = run / "checkpoint_last.pt"  # a run stopped before its first validation
+    path = checkpoint_to_score(run, checkpoint)
     state = load_checkpoint(path)
     info, data = prepare_data(cfg.data, run)
     if dataset is not None:

@@ -61,7 +61,11 @@ def run_landscape(
         torch.set_num_threads(threads)
     from segbalance.optim import sharpness
     from segbalance.optim.landscape import loss_landscape
-    from segbalance.train.checkpoint import evaluated_weights, load_checkpoint
+    from segbalance.train.checkpoint import (
+        checkpoint_to_score,
+        evaluated_weights,
+        load_checkpoint,
+    )
     from segbalance.train.rundir import read_run_config
     from segbalance.train.setup import (
         build_loader,
@@ -73,12 +77,7 @@ def run_landscape(
     cfg = read_run_config(run_dir)
     info, data = prepare_data(cfg.data, run_dir)
     model, _ = build_network(cfg, info)
-    best = run_dir / "checkpoint_best.pt"
-    model.load_state_dict(
-        evaluated_weights(
-            load_checkpoint(best if best.is_file() else run_dir / "checkpoint_last.pt")
-        )
-    )
+    model.load_state_dict(evaluated_weights(load_checkpoint(checkpoint_to_score(run_dir))))
     loss_fn = build_training_loss(cfg, info)
     loader = build_loader(cfg, info, data, seed=12345)  # one fixed batch for every run
     inputs, target = loader.batch(0)[:2]

@@ -56,6 +56,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def checkpoint_to_score(run_dir: str | Path, name: str = "checkpoint_best.pt") -> Path:
+    """``run_dir/name``; for the best checkpoint of a run stopped before its first
+    validation (none written yet), ``checkpoint_last.pt`` instead."""
+    path = Path(run_dir) / name
+    if not path.is_file() and name == "checkpoint_best.pt":
+        return Path(run_dir) / "checkpoint_last.pt"
+    return path
+
+
 def evaluated_weights(state: dict[str, Any]) -> dict[str, Any]:
     """The weights validation scores: the EMA copy when the run keeps one, else ``model``."""
     ema = state.get("ema")
