@@ -59,6 +59,9 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
     from monai.networks.nets import UNet
     from monai.utils import set_determinism
 
+    from segbalance.evaluate.case import case_metrics
+    from segbalance.evaluate.metrics import dice
+
     torch.set_num_threads(spec["threads"])
     set_determinism(spec["seed"])  # seeds torch, numpy and MONAI's random transforms
     patch = tuple(spec["patch_size"])
@@ -117,18 +120,25 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     budget = spec["minutes"] * 60.0
 
+    classes = list(range(1, n_out))
+
+    def predict(item: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Label maps (prediction, reference) of one validation case."""
+        with torch.no_grad():
+            logits = sliding_window_inference(
+                item["image"][None], patch, 4, model, overlap=0.5, mode="gaussian"
+            )
+        return logits.argmax(1)[0].numpy(), item["label"][0].numpy().astype(np.int64)
+
     def per_case_dice() -> np.ndarray:
         """``(n_val, n_classes)`` Dice of the current model (NaN: empty reference)."""
         model.eval()
         rows = []
-        with torch.no_grad():
-            for item in val_ds:
-                logits = sliding_window_inference(
-                    item["image"][None], patch, 4, model, overlap=0.5, mode="gaussian"
-                )
-                pred = logits.argmax(1)[0]
-                ref = item["label"][0].long()
-                rows.append([_dice(pred == c, ref == c) for c in range(1, n_out)])
+        for item in val_ds:
+            pred, ref = predict(item)
+            rows.append(
+                [dice(pred == c, ref == c) if (ref == c).any() else math.nan for c in classes]
+            )
         model.train()
         return np.asarray(rows, dtype=np.float64)
 
@@ -171,47 +181,27 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
                 validate_now()
     seconds = time.perf_counter() - start
     validate_now()
+    # the selected model, scored once by segbalance's metric code (as its per_case.csv)
     model.load_state_dict(best["state"])
-    final = per_case_dice()
+    model.eval()
+    per_case: dict[str, list[float]] = {}
+    lesions: dict[str, dict[str, Any]] = {}
+    for name, item in zip(spec["val_names"], val_ds, strict=True):
+        pred, ref = predict(item)
+        rows = case_metrics(pred, ref, classes)
+        per_case[name] = [float(r["dice"]) if (ref == r["class"]).any() else math.nan for r in rows]
+        for r in rows:
+            add_lesion_counts(lesions, str(r["class"]), r)
     return {
         "curve": curve,
-        "per_case": {
-            name: row.tolist() for name, row in zip(spec["val_names"], final, strict=True)
-        },
-        "lesions": final_lesions(model, val_ds, spec, sliding_window_inference),
+        "per_case": per_case,
+        "lesions": lesions,
         "steps": steps,
         "train_seconds": seconds,
         "steps_per_second": steps / seconds,
         "best_step": best["step"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
-
-
-def final_lesions(model: Any, val_ds: Any, spec: dict[str, Any], infer: Any) -> dict[str, Any]:
-    """Lesion counts of the selected model per class (segbalance's metric code, the same
-    function that fills segbalance's per_case.csv, so both sides are scored alike)."""
-    import torch
-
-    from segbalance.evaluate.case import case_metrics
-
-    totals: dict[str, dict[str, float]] = {}
-    model.eval()
-    with torch.no_grad():
-        for item in val_ds:
-            logits = infer(
-                item["image"][None],
-                tuple(spec["patch_size"]),
-                4,
-                model,
-                overlap=0.5,
-                mode="gaussian",
-            )
-            pred = logits.argmax(1)[0].numpy()
-            ref = item["label"][0].numpy().astype(np.int64)
-            classes = list(range(1, spec["n_classes"] + 1))
-            for row in case_metrics(pred, ref, classes):
-                add_lesion_counts(totals, str(row["class"]), row)
-    return totals
 
 
 def add_lesion_counts(totals: dict[str, dict[str, float]], cls: str, row: dict[str, Any]) -> None:
@@ -222,14 +212,6 @@ def add_lesion_counts(totals: dict[str, dict[str, float]], cls: str, row: dict[s
     entry["fn"] += float(row["lesion_fn"])
     entry["f1"].append(float(row["lesion_f1"]))
     entry["cases"] += 1
-
-
-def _dice(pred: Any, ref: Any) -> float:
-    """Dice of two boolean tensors; NaN when the reference is empty (left out of means)."""
-    ref_n = int(ref.sum())
-    if ref_n == 0:
-        return math.nan
-    return 2.0 * int((pred & ref).sum()) / (int(pred.sum()) + ref_n)
 
 
 # ---- the segbalance run -------------------------------------------------------------------

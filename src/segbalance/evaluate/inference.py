@@ -76,11 +76,12 @@ def predict_logits(
             flips = [
                 [2 + a for a in sub] for k in range(len(axes) + 1) for sub in combinations(axes, k)
             ]
+            roi = tuple(int(w) for w in window)
             out = None
             for dims in flips:
                 part = sliding_window_inference(
                     x.flip(dims) if dims else x,
-                    roi_size=tuple(int(w) for w in window),
+                    roi_size=roi,
                     sw_batch_size=sw_batch_size,
                     predictor=model,
                     overlap=overlap,
