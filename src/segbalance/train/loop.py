@@ -144,8 +144,7 @@ def _train(
     optimizer = build_training_optimizer(cfg, model, total_steps)
     loss_fn = build_training_loss(cfg, info).to(device)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    ema_decay = cfg.optimizer.ema_decay
-    ema = ModelEMA(model, ema_decay) if ema_decay is not None else None
+    ema = ModelEMA(model, cfg.optimizer.ema_decay) if cfg.optimizer.ema_decay else None
     evaluated = ema.module if ema is not None else model  # what validation scores
     loader = build_loader(
         cfg,
