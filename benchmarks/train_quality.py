@@ -251,18 +251,17 @@ def read_segbalance_run(run_dir: Path) -> dict[str, Any]:
         row = per_case.setdefault(r["case"], [math.nan] * len(classes))
         empty = float(r.get("ref_voxels") or 1) == 0
         row[classes.index(int(r["class"]))] = math.nan if empty else float(r["dice"])
-    costs = summary.get("costs", summary)
-    steps = int(costs.get("steps", rows[-1]["step"] if rows else 0))
-    seconds = float(costs.get("train_seconds", rows[-1]["seconds"] if rows else math.nan))
+    # the trainer's final evaluation records its costs next to the metrics
+    steps, seconds = int(summary["steps"]), float(summary["train_seconds"])
     return {
         "curve": curve,
         "per_case": per_case,
         "lesions": lesions,
         "steps": steps,
         "train_seconds": seconds,
-        "steps_per_second": steps / seconds if seconds else math.nan,
-        "best_step": costs.get("best_step"),
-        "peak_rss_mb": costs.get("peak_rss_mb"),
+        "steps_per_second": steps / seconds,
+        "best_step": summary["best_step"],
+        "peak_rss_mb": summary["peak_rss_mb"],
     }
 
 
@@ -276,7 +275,8 @@ def summarise(side: dict[str, Any], class_names: list[str]) -> dict[str, Any]:
     for j, name in enumerate(class_names):
         col = scores[:, j]
         out[name] = {"dice": float(np.nanmean(col)), "ci95": list(bootstrap_ci(col, B=BOOTSTRAP))}
-    for j, (cls, entry) in enumerate(sorted(side.get("lesions", {}).items())):
+    lesions = sorted(side.get("lesions", {}).items(), key=lambda item: int(item[0]))
+    for j, (cls, entry) in enumerate(lesions):
         name = class_names[j] if j < len(class_names) else cls
         out[name]["lesion_f1"] = float(np.nanmean(entry["f1"]))
         out[name]["lesions_found"] = f"{entry['tp']:g}/{entry['tp'] + entry['fn']:g}"
