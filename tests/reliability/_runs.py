@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import csv
 from pathlib import Path
 
@@ -12,16 +11,14 @@ from tests.train.conftest import TINY, deep_update
 
 #: ten steps, one batch per epoch: a checkpoint_last.pt write after every step
 STEPS = 10
-KILL_CONFIG = copy.deepcopy(
-    deep_update(
-        TINY,
-        {
-            "data": {"batches_per_epoch": 1},
-            "budget": {"steps": STEPS, "epochs": None},
-            "optimizer": {"lr": 0.01, "sam": {"variant": "sam"}},  # SAM state must resume too
-            "validation": {"every_epochs": 1000, "final_evaluation": False},
-        },
-    )
+KILL_CONFIG = deep_update(
+    TINY,
+    {
+        "data": {"batches_per_epoch": 1},
+        "budget": {"steps": STEPS, "epochs": None},
+        "optimizer": {"lr": 0.01, "sam": {"variant": "sam"}},  # SAM state must resume too
+        "validation": {"every_epochs": 1000, "final_evaluation": False},
+    },
 )
 
 

@@ -7,7 +7,6 @@ Python object tags are refused and never run.
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 
@@ -113,7 +112,7 @@ def _verdict(code: int, out: str, err: str) -> str | None:
 )
 def test_mutated_configs_exit_0_or_2_with_one_line(changes, tmp_path, capsys, monkeypatch) -> None:
     # a deep copy: _set writes into nested mappings, which deep_update shares with TINY
-    raw = copy.deepcopy(deep_update(TINY, {"output": str(tmp_path / "run")}))
+    raw = deep_update(TINY, {"output": str(tmp_path / "run")})  # a deep copy
     for dotted, value in changes:
         _set(raw, dotted, value)
     path = tmp_path / "fuzz.yaml"
