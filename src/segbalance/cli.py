@@ -302,9 +302,22 @@ def _run_comparison(cfg, where: str, *, jobs: int | None, progress: bool, report
 
     out = Path(cfg.output)
     if cfg.sweep is not None:
-        from segbalance.experiments.sweep import run_sweep
+        from segbalance.experiments.sweep import SWEEP_FIGURE, SWEEP_JSON, run_sweep
+        from segbalance.report import build_report
 
-        failed = run_sweep(cfg, where=where, jobs=jobs, progress=progress, report=report)
+        def value_report(folder: Path) -> None:
+            print(f"report: {build_report(folder)}")
+
+        failed = run_sweep(
+            cfg,
+            where=where,
+            jobs=jobs,
+            progress=progress,
+            after_each=value_report if report else None,
+        )
+        if report:
+            print(f"sweep report: {build_report(out)}")
+        print(f"sweep: {out / SWEEP_JSON}  figure: {out / SWEEP_FIGURE}")
         logs = f"{out}/<value>/logs"
     else:
         from segbalance.experiments.compare import run_compare

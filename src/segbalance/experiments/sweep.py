@@ -12,6 +12,8 @@ the swept setting, e.g. how the advantage of an imbalance remedy grows with the 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +72,56 @@ def summarise_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[
     }
 
 
+def sweep_figure_png(summary: dict[str, Any]) -> bytes:
+    """PNG bytes: mean score vs swept value, one line per method with its 95 % CI as error
+    bars, the baseline in black; log x axis for positive numbers. Built on a ``Figure``
+    with the Agg canvas (no pyplot: no global matplotlib state is touched)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    values = summary["values"]
+    numeric = all(isinstance(v, int | float) and v > 0 for v in values)
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for cell, points in summary["methods"].items():
+        xs = [p["value"] if numeric else i for i, p in enumerate(points)]
+        ys, lo, hi = [], [], []
+        for p in points:
+            y = math.nan if p["mean"] is None else float(p["mean"])
+            low, high = p["ci95"] if p["ci95"] and None not in p["ci95"] else (y, y)
+            ys.append(y)
+            lo.append(y - low)
+            hi.append(high - y)
+        style = "k-o" if cell == summary["baseline"] else "-o"
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, ms=3, capsize=2, label=cell, lw=1.2)
+    if numeric:
+        ax.set_xscale("log")
+    else:
+        ax.set_xticks(range(len(values)), [str(v) for v in values])
+    ax.set_xlabel(summary["key"])
+    ax.set_ylabel(f"mean {summary['metric']} (95 % CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
 def run_sweep(
     cfg: CompareConfig,
     *,
     where: str = "compare",
     jobs: int | None = None,
     progress: bool = True,
-    report: bool = True,
+    after_each: Callable[[Path], None] | None = None,
 ) -> list[str]:
-    """Run the comparison once per swept value (each with its report when ``report``),
-    then ``sweep.json``, ``sweep.png`` and the sweep report. Returns the failed runs as
-    ``<value folder>/<run>``."""
+    """Run the comparison once per swept value, calling ``after_each(folder)`` after each
+    (the CLI builds that value's report there), then write ``sweep.json`` and ``sweep.png``.
+    Returns the failed runs as ``<value folder>/<run>``."""
     from segbalance.experiments.compare import run_compare
-    from segbalance.report import build_report
 
     failed, points = [], []
     for value, sub in sweep_configs(cfg, where):
@@ -90,13 +129,9 @@ def run_sweep(
         manifest = run_compare(sub, where=where, jobs=jobs, progress=progress)
         failed += [f"{Path(sub.output).name}/{name}" for name in manifest["failed"]]
         points.append((value, Path(sub.output)))
-        if report:
-            print(f"report: {build_report(sub.output)}")
+        if after_each is not None:
+            after_each(Path(sub.output))
     write_sweep(cfg, points)
-    out = Path(cfg.output)
-    if report:
-        print(f"sweep report: {build_report(out)}")
-    print(f"sweep: {out / SWEEP_JSON}  figure: {out / SWEEP_FIGURE}")
     return failed
 
 
@@ -105,7 +140,5 @@ def write_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[str,
     summary = summarise_sweep(cfg, points)
     out = Path(cfg.output)
     atomic_write_text(out / SWEEP_JSON, json.dumps(summary, indent=1))
-    from segbalance.report.figures import sweep_figure_png
-
     atomic_write_bytes(out / SWEEP_FIGURE, sweep_figure_png(summary))
     return summary

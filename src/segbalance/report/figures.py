@@ -1,5 +1,4 @@
-"""Matplotlib figures of the report, returned as base64 PNG strings (the sweep figure as PNG
-bytes: it is also saved as sweep.png).
+"""Matplotlib figures of the report, returned as base64 PNG strings.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly
 (never pyplot), so building a report changes no global matplotlib state and needs no
@@ -14,7 +13,6 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,16 +32,11 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     return fig, list(axes)
 
 
-def to_png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes (no metadata, so equal figures give equal bytes)."""
+def to_png_base64(fig: Figure) -> str:
+    """The figure as a base64 PNG (no metadata, so equal figures give equal bytes)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def to_png_base64(fig: Figure) -> str:
-    """The figure as a base64 PNG (see :func:`to_png_bytes`)."""
-    return base64.b64encode(to_png_bytes(fig)).decode("ascii")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _finite(values: Sequence[float | None]) -> np.ndarray:
@@ -264,31 +257,3 @@ def slices_figure(panels: Sequence[SlicePanel]) -> str:
     ]
     axes[-1].legend(handles=handles, fontsize=8, loc="lower right")
     return to_png_base64(fig)
-
-
-def sweep_figure_png(summary: Mapping[str, Any]) -> bytes:
-    """PNG bytes: mean score vs swept value (``sweep.json``), one line per method with its
-    95 % CI as error bars, the baseline in black; log x axis for positive numbers."""
-    values = summary["values"]
-    numeric = all(isinstance(v, int | float) and v > 0 for v in values)
-    fig, (ax,) = _figure(7, 4.2)
-    for cell, points in summary["methods"].items():
-        xs = [p["value"] if numeric else i for i, p in enumerate(points)]
-        ys, lo, hi = [], [], []
-        for p in points:
-            y = math.nan if p["mean"] is None else float(p["mean"])
-            low, high = p["ci95"] if p["ci95"] and None not in p["ci95"] else (y, y)
-            ys.append(y)
-            lo.append(y - low)
-            hi.append(high - y)
-        style = "k-o" if cell == summary["baseline"] else "-o"
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, ms=3, capsize=2, label=cell, lw=1.2)
-    if numeric:
-        ax.set_xscale("log")
-    else:
-        ax.set_xticks(range(len(values)), [str(v) for v in values])
-    ax.set_xlabel(summary["key"])
-    ax.set_ylabel(f"mean {summary['metric']} (95 % CI)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
-    return to_png_bytes(fig)
