@@ -192,6 +192,20 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         per_case[name] = [float(r["dice"]) if (ref == r["class"]).any() else math.nan for r in rows]
         for r in rows:
             add_lesion_counts(lesions, str(r["class"]), r)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return side_record(curve, per_case, lesions, steps, seconds, best["step"], peak_rss_mb)
+
+
+def side_record(
+    curve: list[dict[str, float]],
+    per_case: dict[str, list[float]],
+    lesions: dict[str, dict[str, Any]],
+    steps: int,
+    seconds: float,
+    best_step: int,
+    peak_rss_mb: float,
+) -> dict[str, Any]:
+    """What the JSON holds for one pipeline (the reference or segbalance)."""
     return {
         "curve": curve,
         "per_case": per_case,
@@ -199,8 +213,8 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
         "steps": steps,
         "train_seconds": seconds,
         "steps_per_second": steps / seconds,
-        "best_step": best["step"],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "best_step": best_step,
+        "peak_rss_mb": peak_rss_mb,
     }
 
 
@@ -253,16 +267,9 @@ def read_segbalance_run(run_dir: Path) -> dict[str, Any]:
         row[classes.index(int(r["class"]))] = math.nan if empty else float(r["dice"])
     # the trainer's final evaluation records its costs next to the metrics
     steps, seconds = int(summary["steps"]), float(summary["train_seconds"])
-    return {
-        "curve": curve,
-        "per_case": per_case,
-        "lesions": lesions,
-        "steps": steps,
-        "train_seconds": seconds,
-        "steps_per_second": steps / seconds,
-        "best_step": summary["best_step"],
-        "peak_rss_mb": summary["peak_rss_mb"],
-    }
+    return side_record(
+        curve, per_case, lesions, steps, seconds, summary["best_step"], summary["peak_rss_mb"]
+    )
 
 
 # ---- statistics, plot, JSON ---------------------------------------------------------------
