@@ -263,7 +263,7 @@ def compare(
     set_: list[str] = typer.Option(
         None, "--set", help="Override a key, e.g. --set budget.minutes=2."
     ),
-    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip report.html and report.md."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
     """Train cells (loss x optimiser) x seeds, then statistics and the HTML report.
@@ -342,7 +342,7 @@ def report(
         ..., help="A compare folder (results.csv, stats.json) or a sweep folder (sweep.json)."
     ),
 ) -> None:
-    """(Re)build DIRECTORY/report.html: self-contained, figures embedded."""
+    """(Re)build DIRECTORY/report.html (self-contained, figures embedded) and report.md."""
     from segbalance.report import build_report
 
     print(build_report(directory))

@@ -74,6 +74,7 @@ def test_sweep_cli_writes_per_value_folders_summary_and_report(tmp_path) -> None
     assert result.returncode == 0, result.stderr
     out = tmp_path / "sweep"
     summary = json.loads((out / "sweep.json").read_text())
+    by_hand: dict[str, list[float]] = {"base": [], "bal": []}
     assert summary["values"] == [0.02, 0.005] and summary["baseline"] == "base"
     for index, folder in enumerate(["fg_fraction=0.02", "fg_fraction=0.005"]):
         sub = out / folder
@@ -95,6 +96,14 @@ def test_sweep_cli_writes_per_value_folders_summary_and_report(tmp_path) -> None
             expected = float(np.mean([np.mean(v) for v in per_case.values()]))
             got = summary["methods"][cell][index]["mean"]
             assert got == pytest.approx(expected, abs=1e-6), (folder, cell)
+            by_hand[cell].append(expected)
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "fg_fraction=0.005/report.html" in page
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # report.md: the same table as Markdown, one row per method with its mean at each value
+    rows_md = [line for line in (out / "report.md").read_text().splitlines() if line[:2] == "| "]
+    for cell, means in by_hand.items():
+        row = next(r for r in rows_md if r.startswith(f"| {cell} |"))
+        assert [float(c.split()[0]) for c in row.strip("| ").split(" | ")[1:]] == pytest.approx(
+            means, abs=5e-4
+        )

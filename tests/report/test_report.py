@@ -285,14 +285,18 @@ def test_atomic_write(compare_copy: Callable[[], Path], monkeypatch: pytest.Monk
 
     root = compare_copy()
     (root / "report.html").write_text("old report")
+    (root / "report.md").write_text("old markdown")
 
     def failing(*args: object) -> str:
         raise RuntimeError("render failed")
 
-    monkeypatch.setattr(html, "render_report", failing)
-    with pytest.raises(RuntimeError, match="render failed"):
-        build_report(root)
-    assert (root / "report.html").read_text() == "old report"
+    for renderer in ("render_page", "render_markdown"):
+        monkeypatch.setattr(html, renderer, failing)
+        with pytest.raises(RuntimeError, match="render failed"):
+            build_report(root)
+        assert (root / "report.html").read_text() == "old report"
+        assert (root / "report.md").read_text() == "old markdown"
+        monkeypatch.undo()
     monkeypatch.undo()
 
     def failing_replace(src: object, dst: object) -> None:

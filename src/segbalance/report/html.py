@@ -1,4 +1,5 @@
-"""``build_report(directory)``: the self-contained ``report.html`` of a compare folder."""
+"""``build_report(directory)``: the self-contained ``report.html`` of a compare folder
+(and ``report.md``, its tables and notes as Markdown)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import jinja2
 from segbalance.atomic import atomic_write_text
 from segbalance.report.blocks import Section
 from segbalance.report.inputs import CompareFolder, load_compare_folder
+from segbalance.report.markdown import MARKDOWN_NAME, render_markdown
 from segbalance.report.sections import build_sections
 from segbalance.report.template import CSS, TEMPLATE
 
@@ -21,9 +23,8 @@ def _environment() -> jinja2.Environment:
     return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def render_report(folder: CompareFolder, sections: list[Section]) -> str:
-    """The HTML text of the report (no I/O)."""
-
+def report_meta(folder: CompareFolder) -> list[str]:
+    """The header lines of a comparison's report: dataset, grid, folder, budget."""
     cells = len(folder.cells)
     seeds = sorted({r.seed for r in folder.runs}) or sorted({row["seed"] for row in folder.rows})
     meta = [
@@ -34,7 +35,14 @@ def render_report(folder: CompareFolder, sections: list[Section]) -> str:
     budget = folder.compare.get("budget")
     if isinstance(budget, dict) and budget:
         meta.append("budget per run: " + ", ".join(f"{k} {v}" for k, v in budget.items()))
-    return render_page(f"segbalance comparison: {folder.dataset_name}", meta, sections)
+    return meta
+
+
+def render_report(folder: CompareFolder, sections: list[Section]) -> str:
+    """The HTML text of the report (no I/O)."""
+    return render_page(
+        f"segbalance comparison: {folder.dataset_name}", report_meta(folder), sections
+    )
 
 
 def render_page(title: str, meta: list[str], sections: list[Section]) -> str:
@@ -63,8 +71,21 @@ def write_text_atomic(path: Path, text: str) -> None:
     atomic_write_text(path, text)
 
 
+def write_pages(root: Path, title: str, meta: list[str], sections: list[Section]) -> Path:
+    """Write ``root/report.html`` and its Markdown twin ``root/report.md``; the HTML path.
+
+    Both are rendered before either is written: a failing render leaves both old files.
+    """
+    html, markdown = render_page(title, meta, sections), render_markdown(title, meta, sections)
+    write_text_atomic(root / MARKDOWN_NAME, markdown)
+    out = root / REPORT_NAME
+    write_text_atomic(out, html)
+    return out
+
+
 def build_report(directory: str | Path) -> Path:
-    """Build ``directory/report.html`` from a compare folder and return its path.
+    """Build ``directory/report.html`` (and ``report.md``, the same tables and notes as
+    Markdown) from a compare folder and return the HTML path.
 
     Sections (HTML ids): ``ranking``, ``dice``, ``detection``, ``curves``, ``imbalance``,
     ``landscape``, ``examples``; one whose inputs are missing shows "not available: <why>".
@@ -76,10 +97,8 @@ def build_report(directory: str | Path) -> Path:
     if (Path(directory) / "sweep.json").is_file():
         return build_sweep_report(directory)
     folder = load_compare_folder(directory)
-    html = render_report(folder, build_sections(folder))
-    out = folder.root / REPORT_NAME
-    write_text_atomic(out, html)
-    return out
+    title = f"segbalance comparison: {folder.dataset_name}"
+    return write_pages(folder.root, title, report_meta(folder), build_sections(folder))
 
 
 def build_sweep_report(directory: str | Path) -> Path:
@@ -140,7 +159,4 @@ def build_sweep_report(directory: str | Path) -> Path:
         notes=["Per-value reports: " + "; ".join(links)] if methods else [],
     )
     meta = [f"sweep folder: {root.name}", f"values: {values}", f"baseline: {summary['baseline']}"]
-    html = render_page(f"segbalance sweep: {summary['key']}", meta, [section])
-    out = root / REPORT_NAME
-    write_text_atomic(out, html)
-    return out
+    return write_pages(root, f"segbalance sweep: {summary['key']}", meta, [section])
