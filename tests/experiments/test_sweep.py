@@ -107,3 +107,34 @@ def test_sweep_cli_writes_per_value_folders_summary_and_report(tmp_path) -> None
         assert [float(c.split()[0]) for c in row.strip("| ").split(" | ")[1:]] == pytest.approx(
             means, abs=5e-4
         )
+
+
+def test_sweep_figure_gives_every_method_its_own_colour() -> None:
+    """13 methods (the study's grid): each colour of ``segbalance.palette`` appears in the
+    PNG (marker centres are solid), and no two methods share one."""
+    import io
+
+    from PIL import Image
+
+    from segbalance.experiments.sweep import sweep_figure_png
+    from segbalance.palette import METHOD_COLORS, method_style
+
+    cells = ["base", *[f"m{i}" for i in range(1, 13)]]
+    methods = {
+        cell: [
+            {"value": v, "mean": 0.05 * k + 0.1 * j, "ci95": [0.05 * k, 0.05 * k + 0.1 * j + 0.01]}
+            for j, v in enumerate([0.02, 0.002])
+        ]
+        for k, cell in enumerate(cells)
+    }
+    summary = {"key": "x", "values": [0.02, 0.002], "metric": "dice", "baseline": "base"}
+    image = Image.open(io.BytesIO(sweep_figure_png({**summary, "methods": methods})))
+    pixels = {c[1] for c in image.convert("RGB").getcolors(maxcolors=1 << 20)}
+    styles = [method_style(i)[:2] for i in range(1, 13)]
+    assert len(set(styles)) == 12 and len({c for c, _ in styles}) == 12
+    for color, _ in styles:
+        rgb = tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
+        assert rgb in pixels, color
+    assert (0, 0, 0) in pixels  # the baseline, in black
+    assert len(set(METHOD_COLORS)) == len(METHOD_COLORS) == 20
+    assert method_style(20)[2] == "--" and method_style(19)[2] == "-"

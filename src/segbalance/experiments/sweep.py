@@ -74,20 +74,27 @@ def summarise_sweep(cfg: CompareConfig, points: list[tuple[Any, Path]]) -> dict[
 
 def sweep_figure_png(summary: dict[str, Any]) -> bytes:
     """PNG bytes: mean score vs swept value, one line per method with its 95 % CI as error
-    bars, the baseline in black; log x axis for positive numbers. Built on a ``Figure``
+    bars (a distinct colour/marker per method, ``segbalance.palette``; each method shifted
+    a little along x so that equal scores stay visible), the baseline in black; log x axis
+    for positive numbers. Built on a ``Figure``
     with the Agg canvas (no pyplot: no global matplotlib state is touched)."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from segbalance.palette import BASELINE_COLOR, method_style
+
     values = summary["values"]
     numeric = all(isinstance(v, int | float) and v > 0 for v in values)
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    fig = Figure(figsize=(8.5, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    for cell, points in summary["methods"].items():
-        xs = [p["value"] if numeric else i for i, p in enumerate(points)]
+    n_methods = len(summary["methods"])
+    for index, (cell, points) in enumerate(summary["methods"].items()):
+        # a small horizontal offset per method, so equal scores (e.g. all at 0) stay visible
+        shift = (index - (n_methods - 1) / 2) * 0.012
+        xs = [p["value"] * 10**shift if numeric else i + shift for i, p in enumerate(points)]
         ys, lo, hi = [], [], []
         for p in points:
             y = math.nan if p["mean"] is None else float(p["mean"])
@@ -95,8 +102,12 @@ def sweep_figure_png(summary: dict[str, Any]) -> bytes:
             ys.append(y)
             lo.append(y - low)
             hi.append(high - y)
-        style = "k-o" if cell == summary["baseline"] else "-o"
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=style, ms=3, capsize=2, label=cell, lw=1.2)
+        color, marker, line = method_style(index)
+        if cell == summary["baseline"]:
+            color, marker, line = BASELINE_COLOR, "o", "-"
+        ax.errorbar(
+            xs, ys, yerr=[lo, hi], color=color, marker=marker, linestyle=line, label=cell, capsize=2
+        )
     if numeric:
         ax.set_xscale("log")
     else:
@@ -104,7 +115,8 @@ def sweep_figure_png(summary: dict[str, Any]) -> bytes:
     ax.set_xlabel(summary["key"])
     ax.set_ylabel(f"mean {summary['metric']} (95 % CI)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    # outside the axes: with a dozen methods a legend inside hides the data
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()

@@ -76,21 +76,10 @@ class CompareFolder:
         return {str(self.stats.get("metric", "dice")): self.stats}
 
     def color(self, cell: str) -> str:
-        """A stable colour per cell (matplotlib's tab10 cycle, in cell order)."""
-        palette = [
-            "#1f77b4",
-            "#ff7f0e",
-            "#2ca02c",
-            "#d62728",
-            "#9467bd",
-            "#8c564b",
-            "#e377c2",
-            "#7f7f7f",
-            "#bcbd22",
-            "#17becf",
-        ]
-        index = self.cells.index(cell) if cell in self.cells else len(self.cells)
-        return palette[index % len(palette)]
+        """A stable colour per cell (``segbalance.palette``: 20 distinct ones, in cell order)."""
+        from segbalance.palette import method_color
+
+        return method_color(self.cells.index(cell) if cell in self.cells else len(self.cells))
 
     def done_runs(self, cell: str | None = None) -> list[Run]:
         return [r for r in self.runs if r.status == "done" and (cell is None or r.cell == cell)]
