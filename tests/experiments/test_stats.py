@@ -337,3 +337,25 @@ def test_all_metric_stats_keys() -> None:
     out = all_metric_stats(rows, "A", metrics=("dice", "lesion_f1"), B=100)
     assert set(out) == {"dice", "lesion_f1"}
     assert out["lesion_f1"] == compare_methods(rows, baseline="A", metric="lesion_f1", B=100)
+
+
+@given(st.integers(0, 80), st.integers(0, 80))
+@settings(max_examples=200, deadline=None)
+def test_mcnemar_exact_matches_scipy_binomtest(only_a: int, only_b: int) -> None:
+    from scipy.stats import binomtest
+
+    from segbalance.experiments.significance import mcnemar_exact
+
+    n = only_a + only_b
+    expected = 1.0 if n == 0 else binomtest(only_a, n, 0.5).pvalue
+    assert mcnemar_exact(only_a, only_b) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    assert mcnemar_exact(only_a, only_b) == mcnemar_exact(only_b, only_a)
+
+
+def test_mcnemar_exact_worked_example_and_errors() -> None:
+    from segbalance.experiments.significance import mcnemar_exact
+
+    assert mcnemar_exact(8, 1) == pytest.approx(2 * 10 / 512)  # 2 * P[Binom(9, 1/2) <= 1]
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(3, 3) == 1.0
+    with pytest.raises(ValueError, match="Expected two counts >= 0 but got -1, 2"):
+        mcnemar_exact(-1, 2)

@@ -113,3 +113,42 @@ def test_report_md_has_the_html_tables_and_the_hand_numbers(built_report: Path) 
         values = list(hand_dice(cell).values())
         expected = f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
         assert row[header.index("Dice mean ± sd")] == expected
+
+
+def test_paired_detection_table_by_hand(built_report: Path) -> None:
+    """Lesion by lesion from the fixture's arrays: a lesion is found when the prediction
+    overlaps its box; pairs are (case, seed, lesion); p from scipy's exact binomial test."""
+    from scipy.stats import binomtest
+
+    from ._fixture import LESION_CASES, SEEDS, lesion_boxes, prediction
+
+    kinds = {"both": 0, "method only": 0, "baseline only": 0, "neither": 0}
+    for index, _ in enumerate(LESION_CASES):
+        for seed in SEEDS:
+            base, sam = prediction("dice_adamw", seed, index), prediction("dice_sam", seed, index)
+            for box in lesion_boxes(index):
+                b, m = bool(base[box].any()), bool(sam[box].any())
+                kind = (
+                    "both"
+                    if b and m
+                    else "method only"
+                    if m
+                    else "baseline only"
+                    if b
+                    else "neither"
+                )
+                kinds[kind] += 1
+    discordant = kinds["method only"] + kinds["baseline only"]
+    p = binomtest(kinds["baseline only"], discordant, 0.5).pvalue
+    markdown = (built_report.parent / "report.md").read_text(encoding="utf-8")
+    header, *rows = next(
+        t for c, t in markdown_tables(markdown).items() if c.startswith("Lesion by lesion")
+    )
+    assert [r[0] for r in rows] == ["dice_sam"]
+    row = dict(zip(header, rows[0], strict=True))
+    assert {k: int(row[k]) for k in kinds} == kinds == {
+        "both": 15, "method only": 11, "baseline only": 0, "neither": 0
+    }  # fmt: skip
+    assert row["p"] == row["p (Holm)"] == f"{p:.4f}" == "0.0010"
+    # one 2x2x2 false positive in each of the 6 cases (5 lesion cases + the empty one), 2 seeds
+    assert row["FP"] == "12"

@@ -2,7 +2,8 @@
 
 Two-sided Wilcoxon signed-rank of paired samples (scipy defaults), Holm's step-down
 adjustment, and percentile bootstrap CIs of the mean (plain or hierarchical over cases and
-seeds) with ``numpy.random.default_rng(seed)``. Torch-free. Also importable from
+seeds) with ``numpy.random.default_rng(seed)``, and the exact McNemar test of paired
+binary outcomes (lesion detected or not). Torch-free. Also importable from
 ``segbalance.experiments.stats``.
 """
 
@@ -154,3 +155,19 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - k) * p[index]))
         adjusted[index] = running
     return adjusted.tolist()
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p for paired binary outcomes (e.g. a lesion detected or not
+    by methods A and B): only the discordant pairs count, and under H0 each is A-only with
+    probability 1/2, so ``p = min(1, 2 * P[Binom(n, 1/2) <= min(only_a, only_b)])`` with
+    ``n = only_a + only_b`` (1.0 when ``n = 0``). Example: (8, 1) -> 0.0391.
+    """
+    if min(only_a, only_b) < 0 or int(only_a) != only_a or int(only_b) != only_b:
+        raise ValueError(f"Expected two counts >= 0 but got {only_a}, {only_b}")
+    n, low = int(only_a + only_b), int(min(only_a, only_b))
+    if n == 0:
+        return 1.0
+    # exact integer arithmetic: math.comb sums stay exact for any lesion count
+    tail = sum(math.comb(n, k) for k in range(low + 1)) / 2**n
+    return min(1.0, 2.0 * tail)

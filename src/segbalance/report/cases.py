@@ -69,7 +69,9 @@ def _eval_name(folder: CompareFolder, layout: Any) -> str:
 
 @dataclass
 class Detection:
-    """Lesions per method pooled over cases, seeds and foreground classes."""
+    """Lesions per method pooled over cases, seeds and foreground classes; each lesion dict
+    of :func:`segbalance.evaluate.lesion_metrics` plus ``key = (case, seed, class, index)``,
+    which pairs the same reference lesion across methods."""
 
     lesions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     n_predictions: dict[str, int] = field(default_factory=dict)
@@ -117,7 +119,11 @@ def detection_from_predictions(
                 found = result.lesions.setdefault(cell, [])
                 for cls in classes:
                     metrics = lesion_metrics(pred == cls, ref_case.label == cls, ref_case.spacing)
-                    found.extend(metrics["lesions"])
+                    # the key pairs a lesion across methods: same case, seed, class, component
+                    found.extend(
+                        {**lesion, "key": (case, run.seed, cls, index)}
+                        for index, lesion in enumerate(metrics["lesions"])
+                    )
                 result.n_predictions[cell] = result.n_predictions.get(cell, 0) + 1
         result.n_cases += 1
     if not result.n_predictions:

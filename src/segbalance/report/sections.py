@@ -217,7 +217,59 @@ def detection_section(folder: CompareFolder) -> Section:
             rows,
         )
     )
+    paired = paired_detection_table(folder, found.lesions)
+    if paired is not None:
+        section.tables.append(paired)
     return section
+
+
+def paired_detection_table(folder: CompareFolder, lesions: dict[str, list[dict]]) -> Table | None:
+    """Each method against the baseline, lesion by lesion (same case, seed, class and
+    reference component): found by both / method only / baseline only / neither, the exact
+    McNemar p with Holm's adjustment, and the false-positive components from results.csv
+    (detection alone rewards over-segmentation). None without a baseline's lesions."""
+    from segbalance.experiments.significance import holm, mcnemar_exact
+
+    baseline = folder.baseline
+    if baseline not in lesions:
+        return None
+    base = {lesion["key"]: bool(lesion["detected"]) for lesion in lesions[baseline]}
+    try:
+        false_positives = {c: v["fp"] for c, v in detection_from_counts(folder.rows).items()}
+    except Unavailable:
+        false_positives = {}
+    counts = {}
+    for cell in [c for c in folder.cells if c in lesions and c != baseline]:
+        pairs = [
+            (base[lesion["key"]], bool(lesion["detected"]))
+            for lesion in lesions[cell]
+            if lesion["key"] in base
+        ]
+        counts[cell] = [sum(1 for pair in pairs if pair == want) for want in _PAIR_KINDS]
+    pvalues = {c: mcnemar_exact(n[1], n[2]) for c, n in counts.items()}
+    adjusted = dict(zip(pvalues, holm(list(pvalues.values())), strict=True))
+    rows = [
+        [
+            cell,
+            *(str(n) for n in counts[cell]),
+            fmt_p(pvalues[cell]),
+            fmt_p(adjusted[cell]),
+            fmt(false_positives.get(cell), 0),
+        ]
+        for cell in counts
+    ]
+    header = ["method", "both", "method only", "baseline only", "neither", "p", "p (Holm)"]
+    return Table(
+        f"Lesion by lesion against the baseline ({baseline}; exact McNemar test of the "
+        f"discordant lesions, Holm over {len(rows)} methods); FP: false-positive components "
+        f"summed over results.csv (baseline: {fmt(false_positives.get(baseline), 0)})",
+        [*header, "FP"],
+        rows,
+    )
+
+
+# (baseline detected, method detected) for: both, method only, baseline only, neither
+_PAIR_KINDS = ((True, True), (False, True), (True, False), (False, False))
 
 
 def examples_section(folder: CompareFolder) -> Section:
