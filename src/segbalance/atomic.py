@@ -31,11 +31,44 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
-            # ENOSPC from write/fsync names no file: say which one could not be written
-            raise OSError(exc.errno, exc.strerror, str(target)) from exc
-        raise
+        _raise_naming(exc, target)
     _fsync_dir(target.parent)
+
+
+def atomic_write_texts(files: dict[Path, str]) -> None:
+    """Write several UTF-8 files as one: every temp file is written and fsynced before
+    any is renamed, so a failure (ENOSPC) on any of them leaves all the old files."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            staged.append((tmp, target))
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except BaseException as exc:
+                _raise_naming(exc, target)
+        for tmp, target in staged:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in staged:  # the ones not yet renamed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise
+    for directory in {target.parent for _, target in staged}:
+        _fsync_dir(directory)
+
+
+def _raise_naming(exc: BaseException, target: Path) -> None:
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        # ENOSPC from write/fsync names no file: say which one could not be written
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
+    raise exc
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -105,17 +105,20 @@ def test_enospc_in_torch_save_keeps_the_previous_checkpoint(cli, tmp_path) -> No
     assert STEPS > 5
 
 
-def test_enospc_writing_report_html_keeps_the_old_report(cli, tmp_path) -> None:
+@pytest.mark.parametrize(("fsync", "named"), [(1, "report.html"), (2, "report.md")])
+def test_enospc_writing_the_report_keeps_both_old_pages(cli, tmp_path, fsync, named) -> None:
     from tests.report.test_report import evil_folder
 
     folder = evil_folder(tmp_path / "cmp")
     assert cli.run("report", folder).code == 0
-    report = folder / "report.html"
-    before = report.read_bytes()
+    pages = [folder / "report.html", folder / "report.md"]
+    before = [page.read_bytes() for page in pages]
     (folder / "results.csv").write_text((folder / "results.csv").read_text().replace("c3", "c4"))
-    result = cli.run("report", folder, fault="enospc-fsync:1")
+    # fsync 1 is report.html's temp file, 2 report.md's: neither page may change
+    result = cli.run("report", folder, fault=f"enospc-fsync:{fsync}")
     problem = _check_enospc_exit(result, folder)
-    record("disk-full", 1, 1, int(problem is not None or report.read_bytes() != before))
+    after = [page.read_bytes() for page in pages]
+    record("disk-full", 1, 1, int(problem is not None or after != before), fault_word="ENOSPC")
     assert problem is None, problem
-    assert "report.html" in result.stderr
-    assert report.read_bytes() == before
+    assert named in result.stderr
+    assert after == before

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segbalance import atomic
 from segbalance.errors import InputError
 from segbalance.experiments.stats import compare_methods
 from segbalance.report import build_report, load_compare_folder
@@ -302,16 +303,18 @@ def test_atomic_write(compare_copy: Callable[[], Path], monkeypatch: pytest.Monk
     def failing_replace(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(html.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        html.write_text_atomic(root / "report.html", "new")
+        atomic.atomic_write_texts({root / "report.html": "new", root / "report.md": "new md"})
     monkeypatch.undo()
     assert (root / "report.html").read_text() == "old report"
-    assert [p.name for p in root.iterdir() if p.name.startswith(".report.html")] == []
-    # success replaces the file and leaves no temporary file either
-    html.write_text_atomic(root / "report.html", "new <b>report</b>")
+    assert (root / "report.md").read_text() == "old markdown"
+    assert [p.name for p in root.iterdir() if p.name.endswith(".tmp")] == []
+    # success replaces both files and leaves no temporary file either
+    atomic.atomic_write_texts({root / "report.html": "new <b>report</b>", root / "report.md": "m"})
     assert (root / "report.html").read_text() == "new <b>report</b>"
-    assert [p.name for p in root.iterdir() if p.name.startswith(".report.html")] == []
+    assert (root / "report.md").read_text() == "m"
+    assert [p.name for p in root.iterdir() if p.name.endswith(".tmp")] == []
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-import os  # noqa: F401  (tests patch html.os.replace: the os module segbalance.atomic uses)
 from pathlib import Path
 
 import jinja2
 
-from segbalance.atomic import atomic_write_text
+from segbalance.atomic import atomic_write_texts
 from segbalance.report.blocks import Section
 from segbalance.report.inputs import CompareFolder, load_compare_folder
 from segbalance.report.markdown import MARKDOWN_NAME, render_markdown
@@ -63,23 +62,15 @@ def render_page(title: str, meta: list[str], sections: list[Section]) -> str:
     )
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file, fsync, rename; see ``segbalance.atomic``).
-
-    One implementation for every file: a failed write (ENOSPC) names ``path`` in its error.
-    """
-    atomic_write_text(path, text)
-
-
 def write_pages(root: Path, title: str, meta: list[str], sections: list[Section]) -> Path:
     """Write ``root/report.html`` and its Markdown twin ``root/report.md``; the HTML path.
 
-    Both are rendered before either is written: a failing render leaves both old files.
+    Both are rendered, then written as one (``atomic_write_texts``): a failing render or
+    a failed write of either (ENOSPC) leaves both old files.
     """
     html, markdown = render_page(title, meta, sections), render_markdown(title, meta, sections)
-    write_text_atomic(root / MARKDOWN_NAME, markdown)
     out = root / REPORT_NAME
-    write_text_atomic(out, html)
+    atomic_write_texts({out: html, root / MARKDOWN_NAME: markdown})
     return out
 
 
