@@ -1,0 +1,59 @@
+"""benchmarks/study_tables.py against the report fixture, whose lesions are known by
+construction (tests/report/_fixture.py): the table's numbers are recomputed by hand."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from tests.report._fixture import LESION_CASES, SEEDS, write_compare_folder, write_dataset
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "study_tables.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("study_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(text: str, method: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| `{method}` |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_study_table_matches_a_hand_computation(tmp_path: Path) -> None:
+    root = write_compare_folder(tmp_path / "cmp", write_dataset(tmp_path / "data"))
+    for k, summary in enumerate(sorted(root.glob("runs/*/summary.json"))):
+        data = json.loads(summary.read_text())
+        summary.write_text(json.dumps({**data, "steps": 100 + 10 * k}))
+    text = _module().table(root, lesions=True, small=100)
+
+    rows = list(csv.DictReader((root / "results.csv").open()))
+    for cell, found in [("dice_adamw", 9), ("dice_sam", 20)]:
+        # case-level Dice: mean over seeds, cases with an empty reference left out
+        per_case = [
+            statistics.fmean(
+                float(r["dice"]) for r in rows if r["cell"] == cell and r["case"] == case
+            )
+            for case in LESION_CASES
+        ]
+        cells = _row(text, cell)
+        assert cells[1].startswith(f"{statistics.fmean(per_case):.3f} [")
+        # small lesions (1 and 27 voxels) of 5 cases x 2 seeds: adamw misses every 1-voxel
+        # lesion and, at seed 1, case_1's 27-voxel one; sam finds all
+        assert cells[6] == f"{found / 20:.2f} ({found}/20)"
+        seconds = statistics.fmean(30.0 + s for s in SEEDS)
+        assert cells[-1] == f"{seconds:.0f}"
+    assert _row(text, "dice_adamw")[2] == "baseline"
+    assert _row(text, "dice_adamw")[-2] == "105"  # steps 100 and 110 (sorted run folders)
+    assert "budget 8 steps per run" in text
+
+    # the cached extras give the same table once the run folders are gone
+    shutil.rmtree(root / "runs")
+    assert _module().table(root, lesions=True, small=100) == text
