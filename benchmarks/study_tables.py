@@ -5,12 +5,15 @@ CI, the difference to the baseline with its CI and Holm-adjusted Wilcoxon p (all
 ``stats.json``), mean HD95 and lesion F1 (``stats.json``'s ``by_metric``), the
 small-lesion detection rate (reference components under ``--small`` voxels overlapped by
 the prediction, from the saved predictions: ``segbalance.report.cases``), mean training
-steps and train time (each run's ``summary.json``). Detection counts and costs are also
-written to ``<folder>/study_extras.json``, so a committed copy of the folder (without its
+steps (each run's ``summary.json``) and train time (``stats.json``). Detection counts and
+steps are also written to ``<folder>/study_extras.json``, so a committed copy of the folder (without its
 run folders and predictions) still gives the same table.
 
     python benchmarks/study_tables.py runs/study_hippocampus --no-lesions
-    python benchmarks/study_tables.py runs/study_ms_lesions_a runs/study_ms_lesions_b
+    python benchmarks/study_tables.py runs/study_ms_lesions_a runs/study_ms_lesions_b --folds
+
+``--folds`` adds one table over the folders taken as cross-validation folds (each
+validates on other cases): Dice per fold, lesion counts pooled (:func:`folds_table`).
 """
 
 from __future__ import annotations
@@ -21,57 +24,52 @@ import statistics
 from pathlib import Path
 
 from segbalance.atomic import atomic_write_text
+from segbalance.report.blocks import fmt, fmt_ci, fmt_p
 
 
-def small_lesion_detection(root: Path, small: float) -> dict[str, list[int]]:
-    """``{cell: [detected, total]}`` over reference lesions of fewer than ``small`` voxels."""
+def _signed_ci(interval: list[float]) -> str:
+    # a difference's interval keeps its signs, unlike the report's fmt_ci
+    return f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
+def lesion_detection(root: Path, small: float) -> dict[str, dict]:
+    """From the saved predictions: ``detection`` = ``{cell: [detected, total]}`` over
+    reference lesions of fewer than ``small`` voxels; ``paired`` = ``{cell: [both, method
+    only, baseline only, neither]}`` over all reference lesions, against the baseline."""
     from segbalance.report.cases import detection_from_predictions
     from segbalance.report.inputs import load_compare_folder
+    from segbalance.report.sections import paired_detection_counts
 
-    detection = detection_from_predictions(load_compare_folder(root))
+    folder = load_compare_folder(root)
+    detection = detection_from_predictions(folder)
     counts = {}
     for cell, lesions in detection.lesions.items():
         smalls = [lesion for lesion in lesions if lesion["size_voxels"] < small]
         counts[cell] = [sum(bool(lesion["detected"]) for lesion in smalls), len(smalls)]
-    return counts
+    paired = paired_detection_counts(detection.lesions, folder.baseline, folder.cells)
+    return {"detection": counts, "paired": paired}
 
 
-def run_costs(root: Path, cell: str) -> tuple[float, float]:
-    """Mean (steps, train seconds) over the cell's runs, from their ``summary.json``."""
-    summaries = [
-        json.loads(path.read_text())
-        for path in sorted(root.glob(f"runs/{cell}-seed*/summary.json"))
-    ]
-    if not summaries:
+def mean_steps(root: Path, cell: str) -> float:
+    """Mean optimiser steps over the cell's runs, from their ``summary.json``."""
+    paths = sorted(root.glob(f"runs/{cell}-seed*/summary.json"))
+    if not paths:
         raise SystemExit(f"{root}: no summary.json for cell {cell!r}")
-    return (
-        statistics.fmean(s["steps"] for s in summaries),
-        statistics.fmean(s["train_seconds"] for s in summaries),
-    )
+    return statistics.fmean(json.loads(path.read_text())["steps"] for path in paths)
 
 
 def _budget(budget: dict) -> str:
     return ", ".join(f"{value:g} {key}" for key, value in budget.items()) or "none"
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
-
-
 def extras(root: Path, cells: list[str], lesions: bool, small: float) -> dict:
-    """Detection counts and run costs: computed while the run folders exist, else cached."""
+    """Detection counts and mean steps: computed while the run folders exist, else cached."""
     cache = root / "study_extras.json"
     if not (root / "runs").is_dir():
         return json.loads(cache.read_text())
-    found = {"small_voxels": small, "costs": {cell: run_costs(root, cell) for cell in cells}}
+    found = {"small_voxels": small, "steps": {cell: mean_steps(root, cell) for cell in cells}}
     if lesions:
-        found["detection"] = small_lesion_detection(root, small)
+        found.update(lesion_detection(root, small))
     atomic_write_text(cache, json.dumps(found, indent=1))
     return found
 
@@ -97,21 +95,79 @@ def table(root: Path, lesions: bool, small: float) -> str:
     order = sorted(methods, key=lambda m: -methods[m]["mean"])
     for name in order:
         m = methods[name]
-        ci = f"{m['mean']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]"
         diff = (
             "baseline"
             if m["mean_diff"] is None
-            else f"{m['mean_diff']:+.3f} [{m['diff_ci95'][0]:+.3f}, {m['diff_ci95'][1]:+.3f}]"
+            else f"{m['mean_diff']:+.3f} {_signed_ci(m['diff_ci95'])}"
         )
-        steps, seconds = found["costs"][name]
-        row = [f"`{name}`", ci, diff, _p(m["p_holm"])]
-        row.append(_fmt(by_metric["hd95"]["methods"][name]["mean"], 2))
-        row.append(_fmt(by_metric["lesion_f1"]["methods"][name]["mean"]))
+        row = [f"`{name}`", f"{fmt(m['mean'])} {fmt_ci(m['ci95'])}", diff, fmt_p(m["p_holm"])]
+        row.append(fmt(by_metric["hd95"]["methods"][name]["mean"], 2))
+        row.append(fmt(by_metric["lesion_f1"]["methods"][name]["mean"]))
         if lesions:
             hits, total = detection.get(name, [0, 0])
             row.append(f"{hits / total:.2f} ({hits}/{total})" if total else "–")
-        row += [f"{steps:.0f}", f"{seconds:.0f}"]
+        row += [f"{found['steps'][name]:.0f}", fmt(m["train_seconds"], 0)]
         lines.append("| " + " | ".join(row) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def folds_table(roots: list[Path], small: float) -> str:
+    """One table over cross-validation folds (each folder validates on other cases): Dice
+    per fold and its mean, the mean difference to the baseline and in how many folds the
+    method beat it, lesion F1 averaged over folds, and lesion counts pooled over the folds
+    (small-lesion detection; method-only / baseline-only lesions with the exact McNemar p,
+    Holm over the methods; false-positive components from ``results.csv``)."""
+    import csv
+
+    from segbalance.experiments.significance import holm, mcnemar_exact
+    from segbalance.report.cases import detection_from_counts
+
+    folds = []
+    for root in roots:
+        stats = json.loads((root / "stats.json").read_text())
+        found = extras(root, list(stats["methods"]), True, small)
+        with (root / "results.csv").open(newline="") as handle:
+            fp = {
+                c: v["fp"] for c, v in detection_from_counts(list(csv.DictReader(handle))).items()
+            }
+        folds.append((stats, found, fp))
+    baseline = folds[0][0]["baseline"]
+    methods = list(folds[0][0]["methods"])
+
+    def pooled(key: str, name: str, width: int) -> list[int]:
+        return [sum(f[1][key].get(name, [0] * width)[i] for f in folds) for i in range(width)]
+
+    dice = {m: [f[0]["methods"][m]["mean"] for f in folds] for m in methods}
+    paired = {m: pooled("paired", m, 4) for m in methods if m != baseline}
+    pvalues = {m: mcnemar_exact(n[1], n[2]) for m, n in paired.items()}
+    adjusted = dict(zip(pvalues, holm(list(pvalues.values())), strict=True))
+    columns = ["method", "Dice per fold", "mean Dice", "Δ mean", "folds better", "lesion F1"]
+    columns += [f"lesions < {small:g} vox found", "lesions: method / baseline only"]
+    columns += ["McNemar p (Holm)", "FP components"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for name in sorted(methods, key=lambda m: -statistics.fmean(dice[m])):
+        mean = statistics.fmean(dice[name])
+        gaps = [d - b for d, b in zip(dice[name], dice[baseline], strict=True)]
+        hits, total = pooled("detection", name, 2)
+        f1 = statistics.fmean(
+            f[0]["by_metric"]["lesion_f1"]["methods"][name]["mean"] for f in folds
+        )
+        row = [f"`{name}`", " / ".join(fmt(d) for d in dice[name]), fmt(mean)]
+        if name == baseline:
+            row += ["baseline", "–"]
+        else:
+            row += [f"{statistics.fmean(gaps):+.3f}", f"{sum(g > 0 for g in gaps)}/{len(gaps)}"]
+        row += [fmt(f1), f"{hits / total:.2f} ({hits}/{total})" if total else "–"]
+        if name == baseline:
+            row += ["–", "–"]
+        else:
+            row += [f"{paired[name][1]} / {paired[name][2]}", fmt_p(adjusted[name])]
+        row.append(f"{sum(f[2].get(name, 0) for f in folds):.0f}")
+        lines.append("| " + " | ".join(row) + " |")
+    head = (
+        f"{len(roots)} folds ({', '.join(f'`{r}`' for r in roots)}); baseline `{baseline}`; "
+        "lesion counts pooled over the folds.\n\n"
+    )
     return head + "\n".join(lines) + "\n"
 
 
@@ -120,9 +176,14 @@ def main() -> None:
     parser.add_argument("folders", nargs="+", type=Path, help="finished compare folders")
     parser.add_argument("--no-lesions", action="store_true", help="skip the detection column")
     parser.add_argument("--small", type=float, default=100.0, help="small lesion: < N voxels")
+    parser.add_argument(
+        "--folds", action="store_true", help="also one table over the folders as CV folds"
+    )
     args = parser.parse_args()
     for root in args.folders:
         print(table(root, not args.no_lesions, args.small))
+    if args.folds:
+        print(folds_table(args.folders, args.small))
 
 
 if __name__ == "__main__":

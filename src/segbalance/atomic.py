@@ -18,21 +18,9 @@ from typing import IO
 def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temp file next to ``path``; on a clean exit it replaces ``path`` atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        _raise_naming(exc, target)
-    _fsync_dir(target.parent)
+    with _staged(target, mode) as (handle, tmp):
+        yield handle
+    _commit([(tmp, target)])
 
 
 def atomic_write_texts(files: dict[Path, str]) -> None:
@@ -42,26 +30,48 @@ def atomic_write_texts(files: dict[Path, str]) -> None:
     try:
         for path, text in files.items():
             target = Path(path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            with _staged(target, "w") as (handle, tmp):
+                handle.write(text)
             staged.append((tmp, target))
-            os.chmod(tmp, 0o666 & ~_UMASK)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.write(text)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except BaseException as exc:
-                _raise_naming(exc, target)
+    except BaseException:
+        _discard(staged)
+        raise
+    _commit(staged)
+
+
+@contextlib.contextmanager
+def _staged(target: Path, mode: str) -> Iterator[tuple[IO, str]]:
+    """A temp file next to ``target``, fsynced on a clean exit; removed on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as handle:
+            yield handle, tmp
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException as exc:
+        _discard([(tmp, target)])
+        _raise_naming(exc, target)
+
+
+def _commit(staged: list[tuple[str, Path]]) -> None:
+    """Rename each staged temp file onto its target (removing those left on failure)."""
+    try:
         for tmp, target in staged:
             os.replace(tmp, target)
     except BaseException:
-        for tmp, _ in staged:  # the ones not yet renamed
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        _discard(staged)
         raise
     for directory in {target.parent for _, target in staged}:
         _fsync_dir(directory)
+
+
+def _discard(staged: list[tuple[str, Path]]) -> None:
+    for tmp, _ in staged:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _raise_naming(exc: BaseException, target: Path) -> None:

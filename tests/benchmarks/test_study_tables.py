@@ -57,3 +57,33 @@ def test_study_table_matches_a_hand_computation(tmp_path: Path) -> None:
     # the cached extras give the same table once the run folders are gone
     shutil.rmtree(root / "runs")
     assert _module().table(root, lesions=True, small=100) == text
+
+
+def test_folds_table_pools_lesions_over_the_folds(tmp_path: Path) -> None:
+    # the same fixture as two folds: per fold 13 reference lesions x 2 seeds, of which
+    # dice_adamw misses the 5 one-voxel ones per seed and case_1's 27-voxel one at seed 1
+    dataset = write_dataset(tmp_path / "data")
+    roots = [write_compare_folder(tmp_path / f"fold_{k}", dataset) for k in "ab"]
+    for summary in [path for root in roots for path in root.glob("runs/*/summary.json")]:
+        summary.write_text(json.dumps({**json.loads(summary.read_text()), "steps": 100}))
+    text = _module().folds_table(roots, small=100)
+
+    rows = list(csv.DictReader((roots[0] / "results.csv").open()))
+    dice = {
+        cell: statistics.fmean(
+            statistics.fmean(
+                float(r["dice"]) for r in rows if r["cell"] == cell and r["case"] == case
+            )
+            for case in LESION_CASES
+        )
+        for cell in ("dice_adamw", "dice_sam")
+    }
+    sam, adamw = _row(text, "dice_sam"), _row(text, "dice_adamw")
+    assert sam[1] == f"{dice['dice_sam']:.3f} / {dice['dice_sam']:.3f}"
+    assert sam[3] == f"{dice['dice_sam'] - dice['dice_adamw']:+.3f}"
+    assert sam[4] == ("2/2" if dice["dice_sam"] > dice["dice_adamw"] else "0/2")
+    assert adamw[6] == "0.45 (18/40)" and sam[6] == "1.00 (40/40)"
+    assert sam[7] == "22 / 0"  # 11 lesions per fold found by sam only, none by adamw only
+    assert 2 * 0.5**22 < 1e-4 and sam[8] == "<0.0001"  # exact McNemar, one method
+    fp = sum(float(r["lesion_fp"]) for r in rows if r["cell"] == "dice_sam")
+    assert sam[9] == f"{2 * fp:.0f}"

@@ -17,19 +17,48 @@ from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_indices
 
 
-def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
-    """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at flat voxel indices of ``(B, N)``.
+def scatter_binary_grad(r: Tensor, flat_idx: Tensor, shape: torch.Size) -> Tensor:
+    """The logits' gradient from ``r = dL/dd`` at distinct flat voxel indices of ``(B, N)``:
+    ``r`` on channel 0 (C = 1), or ``+r`` on channel 1 and ``-r`` on channel 0 (C = 2)."""
+    out = r.new_zeros(shape.numel())
+    if shape[1] == 1:
+        out[flat_idx] = r
+    else:
+        n = out.numel() // (2 * shape[0])
+        first = torch.add(flat_idx, torch.div(flat_idx, n, rounding_mode="floor"), alpha=n)
+        out[first + n] = r
+        out[first] = r.neg()
+    return out.view(shape)
 
-    Differentiable: the backward scatters into a zero tensor of the logits' shape.
+
+class _GatherBinaryLogit(torch.autograd.Function):
+    """``d`` at distinct flat indices; the backward is one plain scatter (autograd's
+    advanced-indexing backward accumulates serially into a zero tensor)."""
+
+    @staticmethod
+    def forward(ctx, logits, flat_idx):  # type: ignore[override]
+        ctx.save_for_backward(flat_idx)
+        ctx.logits_shape = logits.shape
+        if int(logits.shape[1]) == 1:
+            return logits.reshape(-1)[flat_idx]
+        n = logits[0, 0].numel()
+        # one gather of both channels of every selected voxel
+        pairs = logits.reshape(logits.shape[0], 2, n)[
+            torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
+        ]
+        return pairs[:, 1] - pairs[:, 0]
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (flat_idx,) = ctx.saved_tensors
+        return scatter_binary_grad(grad, flat_idx, ctx.logits_shape), None
+
+
+def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
+    """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at distinct flat voxel indices of
+    ``(B, N)``. Differentiable: the backward scatters into a zero tensor of the logits' shape.
     """
-    if int(logits.shape[1]) == 1:
-        return logits.reshape(-1)[flat_idx]
-    n = logits[0, 0].numel()
-    # one gather of both channels of every selected voxel (one scatter in the backward)
-    pairs = logits.reshape(logits.shape[0], 2, n)[
-        torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
-    ]
-    return pairs[:, 1] - pairs[:, 0]
+    return _GatherBinaryLogit.apply(logits, flat_idx)
 
 
 class _SelectedBCE(torch.autograd.Function):
@@ -53,16 +82,7 @@ class _SelectedBCE(torch.autograd.Function):
         r = r.addcmul_(r, y_sel, value=-2.0).mul_(grad)
         if w_sel is not None:
             r = r.mul_(w_sel)
-        shape = ctx.logits_shape
-        out = r.new_zeros(shape.numel())
-        if shape[1] == 1:
-            out[idx] = r
-        else:
-            n = out.numel() // (2 * shape[0])
-            first = torch.add(idx, torch.div(idx, n, rounding_mode="floor"), alpha=n)
-            out[first + n] = r
-            out[first] = r.neg_()
-        return out.view(shape), None, None, None, None
+        return scatter_binary_grad(r, idx, ctx.logits_shape), None, None, None, None
 
 
 def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from segbalance.report import figures
 from segbalance.report.blocks import (
@@ -233,19 +233,11 @@ def paired_detection_table(folder: CompareFolder, lesions: dict[str, list[dict]]
     baseline = folder.baseline
     if baseline not in lesions:
         return None
-    base = {lesion["key"]: bool(lesion["detected"]) for lesion in lesions[baseline]}
     try:
         false_positives = {c: v["fp"] for c, v in detection_from_counts(folder.rows).items()}
     except Unavailable:
         false_positives = {}
-    counts = {}
-    for cell in [c for c in folder.cells if c in lesions and c != baseline]:
-        pairs = [
-            (base[lesion["key"]], bool(lesion["detected"]))
-            for lesion in lesions[cell]
-            if lesion["key"] in base
-        ]
-        counts[cell] = [sum(1 for pair in pairs if pair == want) for want in _PAIR_KINDS]
+    counts = paired_detection_counts(lesions, baseline, folder.cells)
     pvalues = {c: mcnemar_exact(n[1], n[2]) for c, n in counts.items()}
     adjusted = dict(zip(pvalues, holm(list(pvalues.values())), strict=True))
     rows = [
@@ -270,6 +262,23 @@ def paired_detection_table(folder: CompareFolder, lesions: dict[str, list[dict]]
 
 # (baseline detected, method detected) for: both, method only, baseline only, neither
 _PAIR_KINDS = ((True, True), (False, True), (True, False), (False, False))
+
+
+def paired_detection_counts(
+    lesions: dict[str, list[dict]], baseline: str, cells: Sequence[str]
+) -> dict[str, list[int]]:
+    """``{cell: [both, method only, baseline only, neither]}``: each cell's reference lesions
+    paired with the baseline's by their ``key`` (case, seed, class, component)."""
+    base = {lesion["key"]: bool(lesion["detected"]) for lesion in lesions[baseline]}
+    counts = {}
+    for cell in [c for c in cells if c in lesions and c != baseline]:
+        pairs = [
+            (base[lesion["key"]], bool(lesion["detected"]))
+            for lesion in lesions[cell]
+            if lesion["key"] in base
+        ]
+        counts[cell] = [sum(1 for pair in pairs if pair == want) for want in _PAIR_KINDS]
+    return counts
 
 
 def examples_section(folder: CompareFolder) -> Section:
