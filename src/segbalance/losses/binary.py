@@ -165,8 +165,11 @@ def rowdot(a: Tensor, b: Tensor) -> Tensor:
 
 def voxel_bce(d: Tensor, y: Tensor, offset: float = 0.0) -> Tensor:
     """Per-voxel ``BCE(d + offset, y) = softplus((d + offset)(1 - 2y))`` ``(B, N)``, stable."""
-    shifted = d if offset == 0.0 else torch.add(d, offset)
-    out = torch.addcmul(shifted, shifted, y, value=-2.0)
+    if offset == 0.0:
+        out = torch.addcmul(d, d, y, value=-2.0)
+    else:
+        out = torch.add(d, offset)
+        out.addcmul_(out, y, value=-2.0)
     return torch._C._nn.softplus(out, 1, 20, out=out)
 
 
@@ -180,81 +183,153 @@ class _Config:
     modulate: float | None
 
 
+#: voxels per block of the CPU core: the block's temporaries (~5 float32 buffers of 4 MB)
+#: stay in the last-level cache, so only the inputs and the gradient travel to memory
+BLOCK_VOXELS = 1 << 20
+
+
+def _blocks(batch: int, n: int, device: torch.device) -> list[tuple[slice, slice]]:
+    """(rows, columns) of the blocks the core runs on: on CPU, one row and up to
+    :data:`BLOCK_VOXELS` columns each (memory-bound passes run from cache); else all at once."""
+    if device.type != "cpu" or n <= BLOCK_VOXELS:
+        return [(slice(0, batch), slice(0, n))]
+    return [
+        (slice(b, b + 1), slice(j, min(j + BLOCK_VOXELS, n)))
+        for b in range(batch)
+        for j in range(0, n, BLOCK_VOXELS)
+    ]
+
+
+def _block_logit(z: Tensor, rows: slice, cols: slice) -> Tensor:
+    """``d`` of one block from the logits viewed as ``(B, C, N)``."""
+    if z.shape[1] == 1:
+        return z[rows, 0, cols]
+    return torch.sub(z[rows, 1, cols], z[rows, 0, cols])
+
+
+def _part(x: Tensor | None, rows: slice, cols: slice) -> Tensor | None:
+    return None if x is None else x[rows, cols]
+
+
+def _block_sums(d, y, fc, fr, aux, voxel_ce, cfg: _Config) -> list[Tensor | None]:
+    """The core's per-row sums of one block: ``[ce, ce_aux, inter, pred, pred_sq, ground,
+    total]`` with shapes ``(b,)`` and ``(b, K)`` (None where not requested)."""
+    batch = d.shape[0]
+    ce = ce_aux = None
+    if cfg.ce:
+        loss = voxel_ce if voxel_ce is not None else voxel_bce(d, y, cfg.offset)
+        ce = rowsum(loss) if fc is None else rowdot(loss, fc)
+        if aux is not None:
+            ce_aux = rowdot(loss, aux if fc is None else aux * fc)
+        del loss
+    if not cfg.region:
+        return [ce, ce_aux, None, None, None, None, None]
+    p = torch.sigmoid(d)
+    fr = _modulated(fr, p, y, cfg)
+    pf = p if fr is None else p * fr
+    cols = [(rowdot(pf, y), rowsum(pf), rowdot(pf, p) if cfg.squared else None)]
+    if fr is None:
+        ground1 = rowsum(y)
+        total = torch.full((batch, 1), float(d.shape[1]), dtype=d.dtype, device=d.device)
+    else:
+        ground1 = rowdot(fr, y)
+        total = rowsum(fr).unsqueeze(1)
+    del pf
+    grounds = [ground1]
+    if cfg.both:
+        # background channel from sigmoid(-d) itself, not 1 - p: exact when p ~ 1
+        q = torch.sigmoid(torch.neg(d))
+        qf = q if fr is None else q * fr
+        pred0 = rowsum(qf)
+        # sum qf (1 - y) = sum qf - sum qf y: error <= eps * pred0, harmless in a ratio
+        # whose denominator holds pred0
+        inter0 = pred0 - rowdot(qf, y)
+        cols.insert(0, (inter0, pred0, rowdot(qf, q) if cfg.squared else None))
+        # unweighted: N - sum y is exact (counts below 2^24); weighted: directly, not
+        # sum fr - sum fr y, so that an empty background gives 0 exactly
+        ground0 = float(d.shape[1]) - ground1 if fr is None else rowdot(fr, torch.sub(1.0, y))
+        grounds.insert(0, ground0)
+        del q, qf
+    inter = torch.stack([c[0] for c in cols], 1)
+    pred = torch.stack([c[1] for c in cols], 1)
+    pred_sq = torch.stack([c[2] for c in cols], 1) if cfg.squared else None
+    return [ce, ce_aux, inter, pred, pred_sq, torch.stack(grounds, 1), total]
+
+
+def _modulated(fr: Tensor | None, p: Tensor, y: Tensor, cfg: _Config) -> Tensor | None:
+    """pm_dice: the region factor times the constant modulation ``|y - sg(p)|^gamma``."""
+    if cfg.modulate is None:
+        return fr
+    m = torch.sub(p, y)
+    m = m.mul_(m) if cfg.modulate == 2.0 else m.abs_().pow_(cfg.modulate)
+    return m if fr is None else m.mul_(fr)
+
+
 class _BinaryCore(torch.autograd.Function):
+    """The fused sums, block by block (:func:`_blocks`); the backward recomputes the
+    sigmoid per block instead of keeping N-sized activations between the passes."""
+
     @staticmethod
     def forward(ctx, logits, y, fc, fr, aux, voxel_ce, cfg: _Config):  # type: ignore[override]
-        d = binary_logit(logits)
-        batch = d.shape[0]
-        # the CE's logit d + offset (logit adjustment), kept for the backward's sigmoid
-        shifted = d if cfg.offset == 0.0 or not cfg.ce else torch.add(d, cfg.offset)
-        ce = ce_aux = None
-        if cfg.ce:
-            loss = voxel_ce if voxel_ce is not None else voxel_bce(shifted, y)
-            ce = rowsum(loss) if fc is None else rowdot(loss, fc)
-            if aux is not None:
-                ce_aux = rowdot(loss, aux if fc is None else aux * fc)
-            del loss
-        p = None
-        inter = pred = pred_sq = ground = total = None
+        batch = int(logits.shape[0])
+        z = logits.reshape(batch, int(logits.shape[1]), -1)
+        blocks = _blocks(batch, z.shape[2], z.device)
+        totals: list[Tensor | None] | None = None
+        for rows, cols in blocks:
+            part = _block_sums(
+                _block_logit(z, rows, cols),
+                y[rows, cols],
+                *(_part(x, rows, cols) for x in (fc, fr, aux, voxel_ce)),
+                cfg,
+            )
+            if len(blocks) == 1:
+                totals = part
+                break
+            if totals is None:
+                # per-row accumulators, shaped like the first block's sums but for all rows
+                totals = [None if x is None else x.new_zeros((batch, *x.shape[1:])) for x in part]
+            for acc, x in zip(totals, part, strict=True):
+                if x is not None:
+                    acc[rows] += x
         if cfg.region:
-            p = torch.sigmoid(d)
-            if cfg.modulate is not None:
-                # pm_dice: constant modulation |y - p|^gamma (stop-gradient) times the factor
-                m = torch.sub(p, y)
-                m = m.mul_(m) if cfg.modulate == 2.0 else m.abs_().pow_(cfg.modulate)
-                fr = m if fr is None else m.mul_(fr)
-            pf = p if fr is None else p * fr
-            cols = [(rowdot(pf, y), rowsum(pf), rowdot(pf, p) if cfg.squared else None)]
-            if fr is None:
-                ground1 = rowsum(y)
-                total = torch.full((batch, 1), float(d.shape[1]), dtype=d.dtype, device=d.device)
-            else:
-                ground1 = rowdot(fr, y)
-                total = rowsum(fr).unsqueeze(1)
-            del pf
-            grounds = [ground1]
-            if cfg.both:
-                # background channel from sigmoid(-d) itself, not 1 - p: exact when p ~ 1
-                q = torch.sigmoid(torch.neg(d))
-                qf = q if fr is None else q * fr
-                pred0 = rowsum(qf)
-                # sum qf (1 - y) = sum qf - sum qf y: error <= eps * pred0, harmless in a ratio
-                # whose denominator holds pred0
-                inter0 = pred0 - rowdot(qf, y)
-                cols.insert(0, (inter0, pred0, rowdot(qf, q) if cfg.squared else None))
-                if fr is None:
-                    ground0 = float(d.shape[1]) - ground1  # exact: counts below 2^24
-                else:
-                    # directly, not sum fr - sum fr y: an empty background must give 0 exactly
-                    ground0 = rowdot(fr, torch.sub(1.0, y))
-                grounds.insert(0, ground0)
-                del q, qf
-            inter = torch.stack([c[0] for c in cols], 1)
-            pred = torch.stack([c[1] for c in cols], 1)
-            pred_sq = torch.stack([c[2] for c in cols], 1) if cfg.squared else None
-            ground = torch.stack(grounds, 1)
-            ctx.mark_non_differentiable(ground, total)
-        # CE backward needs sigmoid(d + offset): reuse p when offset is 0, else recompute from d
-        keep_d = cfg.ce and (p is None or cfg.offset != 0.0)
-        ctx.save_for_backward(
-            p, y, fc, fr if cfg.region else None, aux, shifted if keep_d else None
-        )
+            ctx.mark_non_differentiable(totals[5], totals[6])
+        # z: the logits as (B, C, N), a view unless the memory format forced a copy
+        ctx.save_for_backward(z, y, fc, fr, aux)
         ctx.cfg = cfg
         ctx.logits_shape = logits.shape
-        return ce, ce_aux, inter, pred, pred_sq, ground, total
+        return tuple(totals)
 
     @staticmethod
     def backward(ctx, g_ce, g_aux, g_inter, g_pred, g_sq, g_ground, g_total):  # type: ignore[override]
-        p, y, fc, fr, aux, shifted = ctx.saved_tensors
+        z, y, fc, fr, aux = ctx.saved_tensors
         cfg: _Config = ctx.cfg
-        grad = None
-        if cfg.region and any(g is not None for g in (g_inter, g_pred, g_sq)):
-            grad = _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg)
-        if cfg.ce and (g_ce is not None or g_aux is not None):
-            grad = _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux)
-        if grad is None:
+        use_region = cfg.region and any(g is not None for g in (g_inter, g_pred, g_sq))
+        use_ce = cfg.ce and (g_ce is not None or g_aux is not None)
+        if not (use_region or use_ce):
             return (None,) * 7
-        return expand_binary_grad(grad, ctx.logits_shape), None, None, None, None, None, None
+        batch, n_classes = int(z.shape[0]), int(z.shape[1])
+        out = torch.empty_like(z, memory_format=torch.contiguous_format)
+        for rows, cols in _blocks(batch, z.shape[2], z.device):
+            d = _block_logit(z, rows, cols)
+            y_b, fc_b, fr_b, aux_b = (_part(x, rows, cols) for x in (y, fc, fr, aux))
+            dest = out[rows, n_classes - 1, cols]
+            p = torch.sigmoid(d) if use_region or cfg.offset == 0.0 else None
+            grad = None
+            if use_region:
+                fr_b = _modulated(fr_b, p, y_b, cfg)
+                grads = [_rows(g, rows) for g in (g_inter, g_pred, g_sq)]
+                grad = _region_grad(p, y_b, fr_b, *grads, cfg, out=dest)
+            if use_ce:
+                shifted = None if cfg.offset == 0.0 else torch.add(d, cfg.offset)
+                gs = _rows(g_ce, rows), _rows(g_aux, rows)
+                grad = _add_ce_grad(grad, p, y_b, fc_b, aux_b, shifted, *gs, out=dest)
+            if n_classes == 2:
+                torch.neg(dest, out=out[rows, 0, cols])
+        return out.view(ctx.logits_shape), None, None, None, None, None, None
+
+
+def _rows(g: Tensor | None, rows: slice) -> Tensor | None:
+    return None if g is None else g[rows]
 
 
 def _column(g: Tensor | None, k: int, like: Tensor) -> Tensor:
@@ -264,7 +339,7 @@ def _column(g: Tensor | None, k: int, like: Tensor) -> Tensor:
     return g[:, k : k + 1]
 
 
-def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config) -> Tensor:
+def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config, out: Tensor) -> Tensor:
     fg = 1 if cfg.both else 0
     # d/dd of the foreground sums: fr p (1-p) [gP1 + y gI1 + 2 p gQ1]; the background sums
     # (q = 1 - p, ybar = 1 - y) enter with the opposite sign: fold both into a + b y + c p
@@ -278,7 +353,7 @@ def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config) -> Tensor:
             gq0 = 2.0 * _column(g_sq, 0, p)
             a = a - gq0
             c = c + gq0
-    tmp = torch.addcmul(a, y, b)
+    tmp = torch.addcmul(a, y, b, out=out)
     if c is not None:
         tmp.addcmul_(p, c)
     if fr is not None:
@@ -286,20 +361,20 @@ def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config) -> Tensor:
     return torch.ops.aten.sigmoid_backward.grad_input(tmp, p, grad_input=tmp)
 
 
-def _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux) -> Tensor:
-    """``grad + fc (g_ce + a g_aux) (sigmoid(shifted) - y)``; ``shifted`` None: use p."""
+def _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux, out: Tensor) -> Tensor:
+    """``grad + fc (g_ce + a g_aux) (sigmoid(shifted) - y)`` (into ``out`` when ``grad`` is
+    None); ``shifted`` None: use p, else it is overwritten."""
     batch = y.shape[0]
     h = y.new_zeros(batch, 1) if g_ce is None else g_ce.view(batch, 1)
     if aux is not None and g_aux is not None:
         h = torch.addcmul(h, aux, g_aux.view(batch, 1))
     if fc is not None:
         h = h * fc
-    r = p if shifted is None else torch.sigmoid(shifted)
+    r = p if shifted is None else shifted.sigmoid_()
     if grad is not None:
         # two in-place multiply-adds into the region gradient, no temporary
         return grad.addcmul_(r, h).addcmul_(y, h, value=-1.0)
-    out = torch.sub(r, y) if r is p else r.sub_(y)
-    return out.mul_(h)
+    return torch.sub(r, y, out=out).mul_(h)
 
 
 def binary_sums(
