@@ -6,8 +6,8 @@ CI, the difference to the baseline with its CI and Holm-adjusted Wilcoxon p (all
 small-lesion detection rate (reference components under ``--small`` voxels overlapped by
 the prediction, from the saved predictions: ``segbalance.report.cases``), mean training
 steps (each run's ``summary.json``) and train time (``stats.json``). Detection counts and
-steps are also written to ``<folder>/study_extras.json``, so a committed copy of the folder (without its
-run folders and predictions) still gives the same table.
+steps are also written to ``<folder>/study_extras.json``, so a committed copy of the
+folder (without its run folders and predictions) still gives the same table.
 
     python benchmarks/study_tables.py runs/study_hippocampus --no-lesions
     python benchmarks/study_tables.py runs/study_ms_lesions_a runs/study_ms_lesions_b --folds
@@ -74,10 +74,17 @@ def extras(root: Path, cells: list[str], lesions: bool, small: float) -> dict:
     return found
 
 
-def table(root: Path, lesions: bool, small: float) -> str:
+def folder_extras(root: Path, lesions: bool, small: float) -> dict:
+    """:func:`extras` for every method of the folder's ``stats.json``."""
+    methods = json.loads((root / "stats.json").read_text())["methods"]
+    return extras(root, list(methods), lesions, small)
+
+
+def table(root: Path, lesions: bool, small: float, found: dict | None = None) -> str:
+    """The folder's table; ``found`` is its :func:`folder_extras` when already computed."""
     stats = json.loads((root / "stats.json").read_text())
     compare = json.loads((root / "compare.json").read_text())
-    found = extras(root, list(stats["methods"]), lesions, small)
+    found = folder_extras(root, lesions, small) if found is None else found
     detection = found.get("detection", {})
     methods = stats["methods"]
     by_metric = stats["by_metric"]
@@ -111,12 +118,13 @@ def table(root: Path, lesions: bool, small: float) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def folds_table(roots: list[Path], small: float) -> str:
+def folds_table(roots: list[Path], small: float, found: dict[Path, dict] | None = None) -> str:
     """One table over cross-validation folds (each folder validates on other cases): Dice
     per fold and its mean, the mean difference to the baseline and in how many folds the
     method beat it, lesion F1 averaged over folds, and lesion counts pooled over the folds
     (small-lesion detection; method-only / baseline-only lesions with the exact McNemar p,
-    Holm over the methods; false-positive components from ``results.csv``)."""
+    Holm over the methods; false-positive components from ``results.csv``). ``found`` maps
+    a folder to its :func:`folder_extras` (with lesions) when already computed."""
     import csv
 
     from segbalance.experiments.significance import holm, mcnemar_exact
@@ -125,12 +133,12 @@ def folds_table(roots: list[Path], small: float) -> str:
     folds = []
     for root in roots:
         stats = json.loads((root / "stats.json").read_text())
-        found = extras(root, list(stats["methods"]), True, small)
+        counts = folder_extras(root, True, small) if found is None else found[root]
         with (root / "results.csv").open(newline="") as handle:
             fp = {
                 c: v["fp"] for c, v in detection_from_counts(list(csv.DictReader(handle))).items()
             }
-        folds.append((stats, found, fp))
+        folds.append((stats, counts, fp))
     baseline = folds[0][0]["baseline"]
     methods = list(folds[0][0]["methods"])
 
@@ -180,10 +188,14 @@ def main() -> None:
         "--folds", action="store_true", help="also one table over the folders as CV folds"
     )
     args = parser.parse_args()
+    if args.folds and args.no_lesions:
+        parser.error("--folds pools the lesion counts over the folds: drop --no-lesions")
+    # Detection from the saved predictions is the slow part: once per folder, for both tables.
+    found = {root: folder_extras(root, not args.no_lesions, args.small) for root in args.folders}
     for root in args.folders:
-        print(table(root, not args.no_lesions, args.small))
+        print(table(root, not args.no_lesions, args.small, found[root]))
     if args.folds:
-        print(folds_table(args.folders, args.small))
+        print(folds_table(args.folders, args.small, found))
 
 
 if __name__ == "__main__":

@@ -59,13 +59,18 @@ def test_study_table_matches_a_hand_computation(tmp_path: Path) -> None:
     assert _module().table(root, lesions=True, small=100) == text
 
 
-def test_folds_table_pools_lesions_over_the_folds(tmp_path: Path) -> None:
-    # the same fixture as two folds: per fold 13 reference lesions x 2 seeds, of which
-    # dice_adamw misses the 5 one-voxel ones per seed and case_1's 27-voxel one at seed 1
+def _two_folds(tmp_path: Path) -> list[Path]:
     dataset = write_dataset(tmp_path / "data")
     roots = [write_compare_folder(tmp_path / f"fold_{k}", dataset) for k in "ab"]
     for summary in [path for root in roots for path in root.glob("runs/*/summary.json")]:
         summary.write_text(json.dumps({**json.loads(summary.read_text()), "steps": 100}))
+    return roots
+
+
+def test_folds_table_pools_lesions_over_the_folds(tmp_path: Path) -> None:
+    # the same fixture as two folds: per fold 13 reference lesions x 2 seeds, of which
+    # dice_adamw misses the 5 one-voxel ones per seed and case_1's 27-voxel one at seed 1
+    roots = _two_folds(tmp_path)
     text = _module().folds_table(roots, small=100)
 
     rows = list(csv.DictReader((roots[0] / "results.csv").open()))
@@ -87,3 +92,30 @@ def test_folds_table_pools_lesions_over_the_folds(tmp_path: Path) -> None:
     assert 2 * 0.5**22 < 1e-4 and sam[8] == "<0.0001"  # exact McNemar, one method
     fp = sum(float(r["lesion_fp"]) for r in rows if r["cell"] == "dice_sam")
     assert sam[9] == f"{2 * fp:.0f}"
+
+
+def test_main_reads_each_folders_predictions_once(tmp_path: Path, monkeypatch, capsys) -> None:
+    # the per-folder table and the folds table share one detection pass per folder
+    roots = _two_folds(tmp_path)
+    module = _module()
+    calls: list[Path] = []
+    detect = module.lesion_detection
+
+    def counted(root: Path, small: float) -> dict:
+        calls.append(root)
+        return detect(root, small)
+
+    monkeypatch.setattr(module, "lesion_detection", counted)
+    monkeypatch.setattr("sys.argv", ["study_tables.py", *map(str, roots), "--folds"])
+    module.main()
+    assert sorted(calls) == sorted(roots)
+    assert "2 folds (" in capsys.readouterr().out
+
+    monkeypatch.setattr("sys.argv", ["study_tables.py", str(roots[0]), "--folds", "--no-lesions"])
+    try:
+        module.main()
+    except SystemExit as stop:
+        assert stop.code == 2
+    else:
+        raise AssertionError("--folds with --no-lesions was accepted")
+    assert "drop --no-lesions" in capsys.readouterr().err

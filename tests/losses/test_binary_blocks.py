@@ -11,9 +11,8 @@ import torch
 
 from segbalance.losses import binary, build_loss
 
-from . import _numpy_ref as ref
 from .conftest import IGNORE, random_case, random_weights, tl, tt
-from .test_binary_paths import COMPOUNDS, PRIOR2, VALUE_CASES, _ids
+from .test_binary_paths import COMPOUNDS, PRIOR2, VALUE_CASES, _ids, compound_reference_options
 from .test_gradients import numeric_grad, pm_dice_frozen
 
 SPATIAL = (3, 4, 3)
@@ -25,16 +24,8 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(binary._blocks(2, 36, torch.device("cpu"))) == 2 * 6
 
 
-def _compound_reference(spec, opts, reference):
-    if "prior" in opts:
-        return lambda z, t, **kw: ref.la_ce(z, t, prior=opts["prior"], **kw) + ref.dice(z, t, **kw)
-    return reference
-
-
-CASES = [(n, o, r, w) for n, o, r, w in VALUE_CASES] + [
-    (spec, opts, "compound", True) for spec, opts, _ in COMPOUNDS
-]
-_REFS = {spec: reference for spec, _, reference in COMPOUNDS}
+CASES = list(VALUE_CASES) + [(spec, opts, reference, True) for spec, opts, reference in COMPOUNDS]
+COMPOUND_NAMES = {spec for spec, _, _ in COMPOUNDS}
 
 
 @pytest.mark.parametrize("c", [1, 2])
@@ -50,11 +41,7 @@ def test_blocked_core_matches_reference(
     opts = dict(opts)
     if "prior" in opts and c == 1:
         opts["prior"] = PRIOR2[1]
-    if reference == "compound":
-        reference = _compound_reference(name, opts, _REFS[name])
-        ref_opts = {}
-    else:
-        ref_opts = opts
+    ref_opts = compound_reference_options(opts) if name in COMPOUND_NAMES else opts
     ignore = IGNORE if mode != "plain" else None
     z, t = random_case(931 + c, n_classes=c, spatial=SPATIAL, fg=0.3, ignore_index=ignore)
     w = random_weights(931, t) if mode != "plain" else None

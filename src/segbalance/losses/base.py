@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 from segbalance.losses.spec import LOSS_SPECS, VOXEL_WEIGHTINGS
 

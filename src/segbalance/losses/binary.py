@@ -17,109 +17,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-
-class BinarySums(NamedTuple):
-    """Per-sample sums. ``ce``/``ce_aux``: ``(B,)``; region sums ``(B, K)`` with channel order
-    ``[background, foreground]`` when K = 2 (``both``), ``[foreground]`` when K = 1;
-    ``total``: ``(B, 1)`` sum of the region factor. ``ground`` and ``total`` are constants."""
-
-    ce: Tensor | None
-    ce_aux: Tensor | None
-    inter: Tensor | None
-    pred: Tensor | None
-    pred_sq: Tensor | None
-    ground: Tensor | None
-    total: Tensor | None
-
-
-@dataclass(frozen=True, eq=False)
-class BinaryRequest:
-    """What one loss term needs from the binary core.
-
-    Tensors are compared by identity when requests are merged (a compound's terms that use
-    the same selection mask share one call).
-
-    Attributes:
-        ce: sum of the voxel CE (times the voxel factor and ``ce_mask``).
-        offset: logit offset of the CE (logit adjustment); the region sums use raw logits.
-        ce_mask: extra ``(B, N)`` factor of the CE sums (top-K selection), or None.
-        aux: ``(B, N)`` 0/1 region indicator for ``ce_aux``, or None.
-        voxel_ce: detached ``(B, N)`` voxel CE at offset 0 to reuse, or None.
-        region: overlap sums.
-        squared: also ``sum fr p^2``.
-        both: background channel too (K = 2).
-        region_mask: extra ``(B, N)`` factor of the region sums, or None.
-        modulate: pm_dice gamma: the region factor is multiplied by ``|y - sg(p)|^gamma``.
-    """
-
-    ce: bool = False
-    offset: float = 0.0
-    ce_mask: Tensor | None = None
-    aux: Tensor | None = None
-    voxel_ce: Tensor | None = None
-    region: bool = False
-    squared: bool = False
-    both: bool = False
-    region_mask: Tensor | None = None
-    modulate: float | None = None
-
-    def covers(self, other: BinaryRequest) -> bool:
-        """True if this request's result also answers ``other``."""
-        if other.ce and not (
-            self.ce
-            and self.offset == other.offset
-            and self.ce_mask is other.ce_mask
-            and (other.aux is None or self.aux is other.aux)
-        ):
-            return False
-        return not (
-            other.region
-            and not (
-                self.region
-                and (self.squared or not other.squared)
-                and (self.both or not other.both)
-                and self.region_mask is other.region_mask
-                and self.modulate == other.modulate
-            )
-        )
-
-    def merge(self, other: BinaryRequest) -> BinaryRequest | None:
-        """One request answering both, or None when they conflict (different CE / masks)."""
-        if (
-            self.ce
-            and other.ce
-            and (
-                self.offset != other.offset
-                or self.ce_mask is not other.ce_mask
-                or (self.aux is not None and other.aux is not None and self.aux is not other.aux)
-            )
-        ):
-            return None
-        if (
-            self.region
-            and other.region
-            and (self.region_mask is not other.region_mask or self.modulate != other.modulate)
-        ):
-            return None
-        ce_src = self if self.ce else other
-        reg_src = self if self.region else other
-        return BinaryRequest(
-            ce=self.ce or other.ce,
-            offset=ce_src.offset,
-            ce_mask=ce_src.ce_mask,
-            aux=self.aux if self.aux is not None else other.aux,
-            voxel_ce=self.voxel_ce if self.voxel_ce is not None else other.voxel_ce,
-            region=self.region or other.region,
-            squared=self.squared or other.squared,
-            both=self.both or other.both,
-            region_mask=reg_src.region_mask,
-            modulate=reg_src.modulate,
-        )
+from segbalance.losses.binary_request import BinaryRequest, BinarySums
 
 
 def binary_logit(logits: Tensor) -> Tensor:
@@ -274,23 +176,16 @@ class _BinaryCore(torch.autograd.Function):
         batch = int(logits.shape[0])
         z = logits.reshape(batch, int(logits.shape[1]), -1)
         blocks = _blocks(batch, z.shape[2], z.device)
-        totals: list[Tensor | None] | None = None
-        for rows, cols in blocks:
-            part = _block_sums(
+        parts = [
+            _block_sums(
                 _block_logit(z, rows, cols),
                 y[rows, cols],
                 *(_part(x, rows, cols) for x in (fc, fr, aux, voxel_ce)),
                 cfg,
             )
-            if len(blocks) == 1:
-                totals = part
-                break
-            if totals is None:
-                # per-row accumulators, shaped like the first block's sums but for all rows
-                totals = [None if x is None else x.new_zeros((batch, *x.shape[1:])) for x in part]
-            for acc, x in zip(totals, part, strict=True):
-                if x is not None:
-                    acc[rows] += x
+            for rows, cols in blocks
+        ]
+        totals = parts[0] if len(blocks) == 1 else _accumulate(parts, blocks, batch)
         if cfg.region:
             ctx.mark_non_differentiable(totals[5], totals[6])
         # z: the logits as (B, C, N), a view unless the memory format forced a copy
@@ -326,6 +221,16 @@ class _BinaryCore(torch.autograd.Function):
             if n_classes == 2:
                 torch.neg(dest, out=out[rows, 0, cols])
         return out.view(ctx.logits_shape), None, None, None, None, None, None
+
+
+def _accumulate(parts: list[list], blocks: list[tuple[slice, slice]], batch: int) -> list:
+    """Per-row totals of the blocks' sums (each block covers one row)."""
+    totals = [None if x is None else x.new_zeros((batch, *x.shape[1:])) for x in parts[0]]
+    for part, (rows, _) in zip(parts, blocks, strict=True):
+        for acc, x in zip(totals, part, strict=True):
+            if x is not None:
+                acc[rows] += x
+    return totals
 
 
 def _rows(g: Tensor | None, rows: slice) -> Tensor | None:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 from segbalance.stats import CALF_BRANCHES, calf_branch, calf_select, excess_kurtosis, skewness
 

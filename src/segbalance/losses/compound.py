@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from segbalance.errors import did_you_mean
 from segbalance.losses.balanced_ce import BalancedCELoss, DilatedBalancedCELoss
 from segbalance.losses.base import SegLoss, inverse_lesion_weight_tensor
-from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.calf import CALFLoss
 from segbalance.losses.crossentropy import (
     CrossEntropyLoss,

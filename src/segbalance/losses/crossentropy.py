@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.binary import BinaryRequest
 from segbalance.losses.binary_focal import binary_focal_sum
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.binary_topk import topk_ce_binary
 from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_mask

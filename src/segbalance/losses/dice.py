@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.inputs import LossInputs
 
 _DICE = spec_defaults("dice")

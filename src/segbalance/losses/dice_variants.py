@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.binary import BinaryRequest
+from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.binary_topk import select_rows, topk_dice_binary
 from segbalance.losses.crossentropy import checked_percent, top_k_count
 from segbalance.losses.dice import channels, weighted_sum

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segbalance.losses.binary import BinaryRequest, BinarySums, binary_logit, binary_sums
+from segbalance.losses.binary import binary_logit, binary_sums
+from segbalance.losses.binary_request import BinaryRequest, BinarySums
 from segbalance.losses.fused import RegionSums, region_sums
 
 
