@@ -8,14 +8,16 @@ logit. :class:`_BinaryCore` computes, in one forward with a hand-written backwar
     region sum fr p y, sum fr p, sum fr p^2, sum fr y, sum fr   (p = sigmoid(d); and the
            same for the background channel q = sigmoid(-d) when it is scored)
 
-per sample (fc, fr: voxel factors; a: a 0/1 region indicator). Sums are BLAS dot products
-(no N-sized temporaries), the backward applies the sigmoid Jacobian once, and no
-two-channel tensor is materialised except the returned gradient.
+per sample (fc, fr: voxel factors; a: a 0/1 region indicator). On CPU it runs block by
+block so that the temporaries stay in cache. Transcendental functions dominate the cost,
+so each runs once: the CE is ``-log sigmoid(u)`` of the true-class logit ``u`` (one
+sigmoid and one log, cheaper than a softplus), its voxel gradient is written in the
+forward into the buffer that becomes the logits' gradient, and ``p`` is kept for the
+backward (no sigmoid there). No two-channel tensor is materialised except that gradient.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -44,35 +46,15 @@ def expand_binary_grad(grad: Tensor, logits_shape: torch.Size) -> Tensor:
     return out.view(logits_shape)
 
 
-@functools.lru_cache(maxsize=4)
-def _ones(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.ones(n, dtype=dtype, device=device)
-
-
 def rowsum(x: Tensor) -> Tensor:
-    """Sum over the last axis of a ``(B, N)`` tensor -> ``(B,)``.
-
-    One BLAS matrix-vector product with a ones vector: on a loaded CPU it is several times
-    faster than ``sum(1)``, whose OpenMP region waits for every thread.
-    """
-    x = x.contiguous()
-    return torch.mv(x, _ones(x.shape[1], x.dtype, x.device))
+    """Sum over the last axis of a ``(B, N)`` tensor -> ``(B,)``."""
+    return x.sum(1)
 
 
 def rowdot(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise dot products of ``(B, N)`` tensors -> ``(B,)`` (BLAS, no temporaries)."""
     a, b = a.contiguous(), b.contiguous()
-    return torch.cat([torch.mv(a[i : i + 1], b[i]) for i in range(a.shape[0])])
-
-
-def voxel_bce(d: Tensor, y: Tensor, offset: float = 0.0) -> Tensor:
-    """Per-voxel ``BCE(d + offset, y) = softplus((d + offset)(1 - 2y))`` ``(B, N)``, stable."""
-    if offset == 0.0:
-        out = torch.addcmul(d, d, y, value=-2.0)
-    else:
-        out = torch.add(d, offset)
-        out.addcmul_(out, y, value=-2.0)
-    return torch._C._nn.softplus(out, 1, 20, out=out)
+    return torch.stack([torch.dot(a[i], b[i]) for i in range(a.shape[0])])
 
 
 @dataclass(frozen=True)
@@ -86,7 +68,7 @@ class _Config:
 
 
 #: voxels per block of the CPU core: the block's temporaries (~5 float32 buffers of 4 MB)
-#: stay in the last-level cache, so only the inputs and the gradient travel to memory
+#: stay in the last-level cache, so only the inputs and the kept buffers travel to memory
 BLOCK_VOXELS = 1 << 20
 
 
@@ -113,20 +95,45 @@ def _part(x: Tensor | None, rows: slice, cols: slice) -> Tensor | None:
     return None if x is None else x[rows, cols]
 
 
-def _block_sums(d, y, fc, fr, aux, voxel_ce, cfg: _Config) -> list[Tensor | None]:
+def _log_pt_floor(dtype: torch.dtype) -> float:
+    """A true-class logit below which ``sigmoid`` would underflow (float32: 1.8e-35 at -80)."""
+    return -80.0 if dtype != torch.float64 else -700.0
+
+
+def _ce_block(d: Tensor, y: Tensor, offset: float, grad_out: Tensor) -> Tensor:
+    """``log p_t`` of one block (the voxel BCE is its negative), writing the voxel CE's
+    gradient w.r.t. ``d``, ``sigmoid(d + offset) - y``, into ``grad_out``.
+
+    One sigmoid and one log: a softplus costs about as much as both, and the backward would
+    need another sigmoid."""
+    u = torch.neg(d) if offset == 0.0 else torch.sub(d, -offset).neg_()
+    u.addcmul_(u, y, value=-2.0)  # the true class's logit (d + offset)(2y - 1)
+    floor = _log_pt_floor(u.dtype)
+    # a min (one read) decides whether any p_t would underflow: rarely, so no clamp pass
+    clamped = torch.clamp_min(u, floor) if bool(torch.amin(u) < floor) else u
+    pt = torch.sigmoid(clamped)
+    grad = torch.sub(pt, 1.0, out=grad_out)
+    grad.addcmul_(grad, y, value=-2.0).neg_()  # (1 - 2y)(1 - p_t) = sigmoid(d + offset) - y
+    log_pt = pt.log_()
+    # below the floor log sigmoid(u) = log sigmoid(floor) + (u - floor) to float precision
+    return log_pt if clamped is u else log_pt.add_(u).sub_(clamped)
+
+
+def _block_sums(d, y, fc, fr, aux, cfg: _Config, p_out, grad_out) -> list[Tensor | None]:
     """The core's per-row sums of one block: ``[ce, ce_aux, inter, pred, pred_sq, ground,
-    total]`` with shapes ``(b,)`` and ``(b, K)`` (None where not requested)."""
+    total]`` with shapes ``(b,)`` and ``(b, K)`` (None where not requested). ``p_out``
+    (region) receives ``sigmoid(d)``, ``grad_out`` (CE) the voxel CE gradient."""
     batch = d.shape[0]
     ce = ce_aux = None
     if cfg.ce:
-        loss = voxel_ce if voxel_ce is not None else voxel_bce(d, y, cfg.offset)
-        ce = rowsum(loss) if fc is None else rowdot(loss, fc)
+        log_pt = _ce_block(d, y, cfg.offset, grad_out)
+        ce = -(rowsum(log_pt) if fc is None else rowdot(log_pt, fc))
         if aux is not None:
-            ce_aux = rowdot(loss, aux if fc is None else aux * fc)
-        del loss
+            ce_aux = -rowdot(log_pt, aux if fc is None else aux * fc)
+        del log_pt
     if not cfg.region:
         return [ce, ce_aux, None, None, None, None, None]
-    p = torch.sigmoid(d)
+    p = torch.sigmoid(d, out=p_out)
     fr = _modulated(fr, p, y, cfg)
     pf = p if fr is None else p * fr
     cols = [(rowdot(pf, y), rowsum(pf), rowdot(pf, p) if cfg.squared else None)]
@@ -168,20 +175,26 @@ def _modulated(fr: Tensor | None, p: Tensor, y: Tensor, cfg: _Config) -> Tensor 
 
 
 class _BinaryCore(torch.autograd.Function):
-    """The fused sums, block by block (:func:`_blocks`); the backward recomputes the
-    sigmoid per block instead of keeping N-sized activations between the passes."""
+    """The fused sums, block by block (:func:`_blocks`). The forward keeps ``sigmoid(d)``
+    (region sums) and writes the voxel CE gradient into the buffer that becomes the logits'
+    gradient, so the backward runs no transcendental function."""
 
     @staticmethod
-    def forward(ctx, logits, y, fc, fr, aux, voxel_ce, cfg: _Config):  # type: ignore[override]
-        batch = int(logits.shape[0])
-        z = logits.reshape(batch, int(logits.shape[1]), -1)
+    def forward(ctx, logits, y, fc, fr, aux, cfg: _Config):  # type: ignore[override]
+        batch, n_classes = int(logits.shape[0]), int(logits.shape[1])
+        z = logits.reshape(batch, n_classes, -1)
         blocks = _blocks(batch, z.shape[2], z.device)
+        # the logits' gradient; with CE its foreground slot holds sigmoid(d + offset) - y
+        out = torch.empty_like(z, memory_format=torch.contiguous_format) if cfg.ce else None
+        probs = z.new_empty(batch, z.shape[2]) if cfg.region else None
         parts = [
             _block_sums(
                 _block_logit(z, rows, cols),
                 y[rows, cols],
-                *(_part(x, rows, cols) for x in (fc, fr, aux, voxel_ce)),
+                *(_part(x, rows, cols) for x in (fc, fr, aux)),
                 cfg,
+                _part(probs, rows, cols),
+                None if out is None else out[rows, n_classes - 1, cols],
             )
             for rows, cols in blocks
         ]
@@ -190,8 +203,8 @@ class _BinaryCore(torch.autograd.Function):
             ctx.mark_non_differentiable(totals[5], totals[6])
         # z: the logits as (B, C, N), a view unless the memory format forced a copy
         ctx.save_for_backward(z, y, fc, fr, aux)
-        ctx.cfg = cfg
-        ctx.logits_shape = logits.shape
+        ctx.cfg, ctx.logits_shape = cfg, logits.shape
+        ctx.probs, ctx.out = probs, out
         return tuple(totals)
 
     @staticmethod
@@ -201,26 +214,31 @@ class _BinaryCore(torch.autograd.Function):
         use_region = cfg.region and any(g is not None for g in (g_inter, g_pred, g_sq))
         use_ce = cfg.ce and (g_ce is not None or g_aux is not None)
         if not (use_region or use_ce):
-            return (None,) * 7
+            return (None,) * 6
         batch, n_classes = int(z.shape[0]), int(z.shape[1])
-        out = torch.empty_like(z, memory_format=torch.contiguous_format)
+        # the kept CE gradient is consumed in place (it becomes the returned gradient); a
+        # second backward through the graph (retain_graph, gradcheck) recomputes it
+        out, ctx.out = ctx.out, None
+        fresh = out is None
+        if fresh:
+            out = torch.empty_like(z, memory_format=torch.contiguous_format)
         for rows, cols in _blocks(batch, z.shape[2], z.device):
-            d = _block_logit(z, rows, cols)
             y_b, fc_b, fr_b, aux_b = (_part(x, rows, cols) for x in (y, fc, fr, aux))
             dest = out[rows, n_classes - 1, cols]
-            p = torch.sigmoid(d) if use_region or cfg.offset == 0.0 else None
-            grad = None
+            if use_ce:
+                if fresh:
+                    _ce_block(_block_logit(z, rows, cols), y_b, cfg.offset, dest)
+                dest.mul_(_ce_coefficient(g_ce, g_aux, aux_b, fc_b, rows))
             if use_region:
+                p = ctx.probs[rows, cols]
                 fr_b = _modulated(fr_b, p, y_b, cfg)
                 grads = [_rows(g, rows) for g in (g_inter, g_pred, g_sq)]
-                grad = _region_grad(p, y_b, fr_b, *grads, cfg, out=dest)
-            if use_ce:
-                shifted = None if cfg.offset == 0.0 else torch.add(d, cfg.offset)
-                gs = _rows(g_ce, rows), _rows(g_aux, rows)
-                grad = _add_ce_grad(grad, p, y_b, fc_b, aux_b, shifted, *gs, out=dest)
+                region = _region_grad(p, y_b, fr_b, *grads, cfg, out=None if use_ce else dest)
+                if use_ce:
+                    dest.add_(region)
             if n_classes == 2:
                 torch.neg(dest, out=out[rows, 0, cols])
-        return out.view(ctx.logits_shape), None, None, None, None, None, None
+        return out.view(ctx.logits_shape), None, None, None, None, None
 
 
 def _accumulate(parts: list[list], blocks: list[tuple[slice, slice]], batch: int) -> list:
@@ -237,6 +255,12 @@ def _rows(g: Tensor | None, rows: slice) -> Tensor | None:
     return None if g is None else g[rows]
 
 
+def _scalar(x: Tensor) -> float | Tensor:
+    """A ``(1, 1)`` coefficient as a Python number (a one-row block: scalar kernels, no
+    broadcasting), else unchanged ``(b, 1)``."""
+    return float(x) if x.numel() == 1 else x
+
+
 def _column(g: Tensor | None, k: int, like: Tensor) -> Tensor:
     """Column k of an incoming ``(B, K)`` gradient as ``(B, 1)`` (zeros if unused)."""
     if g is None:
@@ -244,7 +268,7 @@ def _column(g: Tensor | None, k: int, like: Tensor) -> Tensor:
     return g[:, k : k + 1]
 
 
-def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config, out: Tensor) -> Tensor:
+def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config, out: Tensor | None) -> Tensor:
     fg = 1 if cfg.both else 0
     # d/dd of the foreground sums: fr p (1-p) [gP1 + y gI1 + 2 p gQ1]; the background sums
     # (q = 1 - p, ybar = 1 - y) enter with the opposite sign: fold both into a + b y + c p
@@ -258,28 +282,26 @@ def _region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: _Config, out: Tensor) -> 
             gq0 = 2.0 * _column(g_sq, 0, p)
             a = a - gq0
             c = c + gq0
-    tmp = torch.addcmul(a, y, b, out=out)
+    tmp = torch.mul(y, _scalar(b), out=out).add_(_scalar(a))
     if c is not None:
-        tmp.addcmul_(p, c)
+        c = _scalar(c)
+        tmp = tmp.add_(p, alpha=c) if isinstance(c, float) else tmp.addcmul_(p, c)
     if fr is not None:
         tmp.mul_(fr)
     return torch.ops.aten.sigmoid_backward.grad_input(tmp, p, grad_input=tmp)
 
 
-def _add_ce_grad(grad, p, y, fc, aux, shifted, g_ce, g_aux, out: Tensor) -> Tensor:
-    """``grad + fc (g_ce + a g_aux) (sigmoid(shifted) - y)`` (into ``out`` when ``grad`` is
-    None); ``shifted`` None: use p, else it is overwritten."""
-    batch = y.shape[0]
-    h = y.new_zeros(batch, 1) if g_ce is None else g_ce.view(batch, 1)
+def _ce_coefficient(g_ce, g_aux, aux, fc, rows: slice) -> float | Tensor:
+    """The factor of the voxel CE gradient: ``fc (g_ce + a g_aux)``, a number for a one-row
+    block without voxel factors, else ``(b, 1)`` or ``(b, n)``."""
+    g = _rows(g_ce, rows)
+    h = torch.zeros_like(_rows(g_aux, rows)) if g is None else g
+    h = h.view(-1, 1)
     if aux is not None and g_aux is not None:
-        h = torch.addcmul(h, aux, g_aux.view(batch, 1))
+        h = torch.addcmul(h, aux, _rows(g_aux, rows).view(-1, 1))
     if fc is not None:
         h = h * fc
-    r = p if shifted is None else shifted.sigmoid_()
-    if grad is not None:
-        # two in-place multiply-adds into the region gradient, no temporary
-        return grad.addcmul_(r, h).addcmul_(y, h, value=-1.0)
-    return torch.sub(r, y, out=out).mul_(h)
+    return _scalar(h)
 
 
 def binary_sums(
@@ -310,8 +332,7 @@ def binary_sums(
         both=request.both,
         modulate=None if request.modulate is None else float(request.modulate),
     )
-    voxel_ce = request.voxel_ce if request.offset == 0.0 else None
-    out = _BinaryCore.apply(logits, y, fc, fr, request.aux, voxel_ce, cfg)
+    out = _BinaryCore.apply(logits, y, fc, fr, request.aux, cfg)
     return BinarySums(*out)
 
 

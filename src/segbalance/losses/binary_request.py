@@ -35,7 +35,6 @@ class BinaryRequest:
         offset: logit offset of the CE (logit adjustment); the region sums use raw logits.
         ce_mask: extra ``(B, N)`` factor of the CE sums (top-K selection), or None.
         aux: ``(B, N)`` 0/1 region indicator for ``ce_aux``, or None.
-        voxel_ce: detached ``(B, N)`` voxel CE at offset 0 to reuse, or None.
         region: overlap sums.
         squared: also ``sum fr p^2``.
         both: background channel too (K = 2).
@@ -47,7 +46,6 @@ class BinaryRequest:
     offset: float = 0.0
     ce_mask: Tensor | None = None
     aux: Tensor | None = None
-    voxel_ce: Tensor | None = None
     region: bool = False
     squared: bool = False
     both: bool = False
@@ -99,7 +97,6 @@ class BinaryRequest:
             offset=ce_src.offset,
             ce_mask=ce_src.ce_mask,
             aux=self.aux if self.aux is not None else other.aux,
-            voxel_ce=self.voxel_ce if self.voxel_ce is not None else other.voxel_ce,
             region=self.region or other.region,
             squared=self.squared or other.squared,
             both=self.both or other.both,

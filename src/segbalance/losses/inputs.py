@@ -76,8 +76,8 @@ class LossInputs:
             if not bool(valid.all()):
                 self.valid = valid
                 target = torch.where(valid, target, torch.zeros_like(target))
-        self._check_label_range(target, ignore_index)
         self.target = target
+        self._check_label_range(target, ignore_index)
         self.weight = self._voxel_weight(weight, batch_spatial)
 
     # -- validation ---------------------------------------------------------------------
@@ -98,9 +98,15 @@ class LossInputs:
     def _check_label_range(self, target: Tensor, ignore_index: int | None) -> None:
         if target.numel() == 0:
             return
-        lo_t, hi_t = torch.aminmax(target)  # one pass instead of min() and max()
-        lo, hi = int(lo_t), int(hi_t)
         upper = 1 if self.n_classes == 1 else self.n_classes - 1
+        # C <= 2: check the float labels the binary core needs anyway (half the bytes of
+        # int64); exact for the in-range values 0 and 1
+        checked = self.binary_y if self.fast_binary else target
+        lo_t, hi_t = torch.aminmax(checked)  # one pass instead of min() and max()
+        if not (float(lo_t) < 0 or float(hi_t) > upper):
+            return
+        lo_t, hi_t = torch.aminmax(target)  # exact values for the message
+        lo, hi = int(lo_t), int(hi_t)
         if lo < 0 or hi > upper:
             allowed = "{0, 1} (binary, C=1)" if self.n_classes == 1 else f"[0, {self.n_classes})"
             extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
