@@ -58,3 +58,20 @@ def test_rows_and_nan() -> None:
     mask = top_k_mask(values, [2, 1])
     assert mask.tolist() == [[True, False, True, False], [False, True, False, False]]
     assert top_k_mask(values, [0, 4]).tolist() == [[False] * 4, [True] * 4]
+
+
+@pytest.mark.parametrize("sampled", ["small", "large"])
+def test_a_misleading_sample_falls_back_to_the_exact_answer(sampled: str) -> None:
+    """The strided sample sees only every (n // 2^14)-th entry: make those unlike the rest,
+    so the bracket is wrong (k or more values above hi, or fewer than k above lo)."""
+    n = 1 << 18
+    rng = np.random.default_rng(11)
+    values = rng.random(n).astype(np.float32) + 10.0
+    at_sample = np.zeros(n, dtype=bool)
+    at_sample[:: n // (1 << 14)] = True
+    values[at_sample] = rng.random(int(at_sample.sum())).astype(np.float32) + (
+        0.0 if sampled == "small" else 20.0
+    )
+    for k in (n // 100, n // 10, n // 2):
+        idx = top_k_indices(torch.from_numpy(values), k).numpy()
+        np.testing.assert_array_equal(idx, np.flatnonzero(_argsort_mask(values, k)))

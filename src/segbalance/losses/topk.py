@@ -1,11 +1,12 @@
 """Exact top-k selection without sorting (top-K CE and top-K Dice, METHODS §1.7, §4).
 
 ``torch.topk`` of 10 % of a 128^3 batch costs as much as the CE itself. Here a strided
-sample (fixed stride, no randomness) is sorted to guess a value ``lo`` a little below the
-k-th largest value; one pass collects the indices of the values ``>= lo`` (slightly more
-than k of them) and ``torch.kthvalue`` finds the threshold among those only. The result
-is exact: a wrong guess (fewer than k values ``>= lo``) falls back to the whole row. Ties
-at the threshold keep the lowest indices, so exactly k entries are selected.
+sample (fixed stride, no randomness) brackets the k-th largest value between ``lo`` and
+``hi``; one pass collects the indices of the values ``>= lo`` (slightly more than k of
+them), those above ``hi`` are all chosen, and ``torch.kthvalue`` finds the threshold in
+the narrow band between. The result is exact: a wrong guess (fewer than k values
+``>= lo``, or k or more above ``hi``) falls back to the whole row or to all candidates.
+Ties at the threshold keep the lowest indices, so exactly k entries are selected.
 """
 
 from __future__ import annotations
@@ -21,19 +22,21 @@ from segbalance.losses.binary import rowsum
 _SAMPLE = 1 << 14
 
 
-def _lower_bound(values: Tensor, k: int) -> Tensor | None:
-    """Sample-based guess ``lo <= k-th largest`` (None: no useful bound)."""
+def _bracket(values: Tensor, k: int) -> tuple[Tensor | None, Tensor | None]:
+    """Sample-based guesses ``lo <= k-th largest <= hi`` (None: no useful bound)."""
     n = values.numel()
     stride = n // _SAMPLE
     if stride < 4:
-        return None
+        return None, None
     sample = values[::stride]
     m = sample.numel()
-    # ascending rank of the k-th largest, scaled to the sample, minus 6 standard deviations
+    # ascending rank of the k-th largest, scaled to the sample, +- 6 standard deviations
     frac = (n - k) / n
     margin = 6.0 * math.sqrt(m * max(frac * (1.0 - frac), 1.0 / m)) + 8.0
-    lo_pos = math.floor(frac * m - margin)
-    return torch.kthvalue(sample, lo_pos + 1).values if lo_pos >= 0 else None
+    lo_pos, hi_pos = math.floor(frac * m - margin), math.ceil(frac * m + margin)
+    lo = torch.kthvalue(sample, lo_pos + 1).values if lo_pos >= 0 else None
+    hi = torch.kthvalue(sample, hi_pos + 1).values if hi_pos < m else None
+    return lo, hi
 
 
 def top_k_indices(values: Tensor, k: int) -> Tensor:
@@ -50,14 +53,22 @@ def top_k_indices(values: Tensor, k: int) -> Tensor:
     if bool(torch.isnan(rowsum(values.view(1, -1)))):
         # NaN logits are not repaired (METHODS §0): select like torch.topk, NaN first
         return torch.topk(values, k, sorted=False).indices.sort().values
-    lo = _lower_bound(values, k)
+    lo, hi = _bracket(values, k)
     idx = torch.nonzero(values >= lo).squeeze(1) if lo is not None else None
     if idx is None or idx.numel() < k:
-        idx = torch.arange(n, device=values.device)
+        idx, hi = torch.arange(n, device=values.device), None
     cand = values[idx]
-    # one single-threaded quickselect over the ~k candidates (cheaper on a busy CPU than
-    # narrowing them further with more parallel passes)
-    threshold = torch.kthvalue(cand, cand.numel() - k + 1).values
+    threshold = None
+    if hi is not None:
+        # the candidates above hi are all chosen: the k-th value is found in the band
+        # [lo, hi] alone, one single-threaded quickselect over a few % of the candidates
+        above = cand > hi
+        n_above = int(torch.count_nonzero(above))
+        if n_above < k:
+            band = cand[~above]
+            threshold = torch.kthvalue(band, band.numel() - (k - n_above) + 1).values
+    if threshold is None:  # no upper bound, or the sample misjudged it
+        threshold = torch.kthvalue(cand, cand.numel() - k + 1).values
     chosen = idx[cand >= threshold]
     if chosen.numel() == k:
         return chosen
