@@ -75,3 +75,13 @@ def test_a_misleading_sample_falls_back_to_the_exact_answer(sampled: str) -> Non
     for k in (n // 100, n // 10, n // 2):
         idx = top_k_indices(torch.from_numpy(values), k).numpy()
         np.testing.assert_array_equal(idx, np.flatnonzero(_argsort_mask(values, k)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_rows_select_exactly(dtype: torch.dtype) -> None:
+    """Dtypes numpy cannot select in go through torch's kthvalue: same exact answer."""
+    rng = np.random.default_rng(17)
+    values = torch.from_numpy(rng.exponential(1.0, 300_000)).to(dtype)
+    k = 30_000
+    idx = top_k_indices(values, k).numpy()
+    np.testing.assert_array_equal(idx, np.flatnonzero(_argsort_mask(values.double().numpy(), k)))
