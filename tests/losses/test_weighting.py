@@ -144,3 +144,24 @@ def test_every_lesion_gets_the_same_total_weight(labels: np.ndarray) -> None:
     np.testing.assert_allclose(totals, n / (k + 1), rtol=1e-5)
     np.testing.assert_array_equal(w[comp == 0], 1.0)
     assert (w >= 1.0).all()
+
+
+@pytest.mark.parametrize("kind", ["bool", "bool-strided", "int16", "float-mask"])
+def test_label_components_matches_scipy_for_any_mask_layout(kind: str) -> None:
+    """A bool mask is labelled through its uint8 view: strided and non-bool masks too."""
+    from segbalance.stats import label_components
+
+    rng = np.random.default_rng(23)
+    base = rng.random((14, 30, 12)) < 0.2
+    mask = {
+        "bool": base,
+        "bool-strided": base[:, ::2, ::-1],
+        "int16": base.astype(np.int16) * 7,
+        "float-mask": base.astype(np.float32),
+    }[kind]
+    labels, n = label_components(mask)
+    expected, n_expected = ndimage.label(mask != 0, structure=np.ones((3, 3, 3)))
+    assert n == n_expected
+    # the same partition: each scipy component is exactly one of ours
+    pairs = np.unique(np.stack([labels.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == n + 1 and len(set(pairs[0])) == len(set(pairs[1])) == n + 1
