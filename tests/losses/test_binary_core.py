@@ -73,3 +73,42 @@ def test_float_label_check_reports_the_exact_integer_range() -> None:
     t[0, 1, 0, 0] = -3
     with pytest.raises(ValueError, match=r"got values in \[-3, 1099511627777\]"):
         build_loss("dice")(torch.zeros(1, 1, 4, 4, 4), t)
+
+
+@pytest.mark.parametrize("shift", [-3.0, 0.0])
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_background_sums_from_the_foreground_equal_the_direct_ones(shift, squared, weighted):
+    # small foreground, background mostly (shift -3) or half (0: derived only without the
+    # squared sums) predicted as background: both branches give the direct sums
+    from segbalance.losses import binary
+
+    gen = torch.Generator().manual_seed(5)
+    d = torch.randn(2, 5000, generator=gen, dtype=torch.float64) * 2 + shift
+    y = (torch.rand(2, 5000, generator=gen) < 0.05).double()
+    fr = torch.rand(2, 5000, generator=gen, dtype=torch.float64) if weighted else None
+    cfg = binary._Config(False, 0.0, True, squared, True, None)
+    derived = binary._block_sums(d, y, None, fr, None, cfg, torch.empty_like(d), None)
+    q = torch.sigmoid(-d)
+    f = torch.ones_like(d) if fr is None else fr
+    expected = [(f * q * (1 - y)).sum(1), (f * q).sum(1), (f * q * q).sum(1)]
+    torch.testing.assert_close(derived[2][:, 0], expected[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(derived[3][:, 0], expected[1], rtol=1e-12, atol=0)
+    if squared:
+        torch.testing.assert_close(derived[4][:, 0], expected[2], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("c", [1, 2])
+def test_all_foreground_confident_sample_keeps_its_tiny_background_exact(c) -> None:
+    # p ~ 1 everywhere: float32 1 - p keeps ~2 digits of q = sigmoid(-12.3) = 4.5e-6, which
+    # the background Dice (empty target: smooth / (sum q + smooth)) shows; C = 1 scores
+    # [1 - p, p] in generalized_dice, C = 2 the background channel of dice
+    d = np.full((1, 1, 4, 4, 4), 12.3)
+    d[0, 0, 0, 0, 0] = 11.7
+    z = d if c == 1 else np.concatenate([np.zeros_like(d), d], axis=1)
+    t = np.ones((1, 4, 4, 4), dtype=np.int64)
+    name, opts = ("generalized_dice", {}) if c == 1 else ("dice", {"include_background": True})
+    got = float(build_loss(name, **opts)(tt(z, torch.float32), tl(t)))
+    reference = ref.dice if name == "dice" else ref.generalized_dice
+    # float32 to a few epsilons (the losses are 1 - ratio: absolute error ~1e-7)
+    assert got == pytest.approx(reference(z, t, **opts), rel=1e-5, abs=3e-7)

@@ -146,23 +146,42 @@ def _block_sums(d, y, fc, fr, aux, cfg: _Config, p_out, grad_out) -> list[Tensor
     del pf
     grounds = [ground1]
     if cfg.both:
-        # background channel from sigmoid(-d) itself, not 1 - p: exact when p ~ 1
-        q = torch.sigmoid(torch.neg(d))
-        qf = q if fr is None else q * fr
-        pred0 = rowsum(qf)
-        # sum qf (1 - y) = sum qf - sum qf y: error <= eps * pred0, harmless in a ratio
-        # whose denominator holds pred0
-        inter0 = pred0 - rowdot(qf, y)
-        cols.insert(0, (inter0, pred0, rowdot(qf, q) if cfg.squared else None))
         # unweighted: N - sum y is exact (counts below 2^24); weighted: directly, not
         # sum fr - sum fr y, so that an empty background gives 0 exactly
         ground0 = float(d.shape[1]) - ground1 if fr is None else rowdot(fr, torch.sub(1.0, y))
         grounds.insert(0, ground0)
-        del q, qf
+        cols.insert(0, _background_sums(d, p, y, fr, cols[0], total, ground0, cfg))
     inter = torch.stack([c[0] for c in cols], 1)
     pred = torch.stack([c[1] for c in cols], 1)
     pred_sq = torch.stack([c[2] for c in cols], 1) if cfg.squared else None
     return [ce, ce_aux, inter, pred, pred_sq, torch.stack(grounds, 1), total]
+
+
+def _background_sums(d, p, y, fr, fg, total, ground0, cfg: _Config) -> tuple:
+    """``(sum fr q (1 - y), sum fr q, sum fr q^2 or None)`` of the background ``q = 1 - p``.
+
+    From the foreground sums (no second sigmoid) when, in every row, ``P = sum fr p`` is at
+    most ``c sum fr`` and at most ``G0 = sum fr (1 - y)``, and ``sum fr p (1 - y) <= c G0``,
+    with c = 3/4 (1/2 for the squared sums). Each difference then keeps at least a quarter
+    of its minuend and subtracts at most about as much, so its rounding error stays within
+    about ten float epsilons of the result (small foregrounds: the usual case). Otherwise
+    (e.g. a confidently all-foreground sample, where ``q`` is tiny) from ``sigmoid(-d)``
+    itself, not ``1 - p``, which would lose ``q`` entirely."""
+    inter1, pred1, sq1 = fg
+    total = total[:, 0]
+    c = 0.5 if cfg.squared else 0.75
+    bounded = (pred1 <= c * total) & (pred1 <= ground0) & (pred1 - inter1 <= c * ground0)
+    if bool(bounded.all()):
+        pred0 = total - pred1
+        inter0 = ground0 - (pred1 - inter1)  # sum fr (1 - y) - sum fr p (1 - y)
+        sq0 = total - 2 * pred1 + sq1 if cfg.squared else None
+        return inter0, pred0, sq0
+    q = torch.sigmoid(torch.neg(d))
+    qf = q if fr is None else q * fr
+    pred0 = rowsum(qf)
+    # sum qf (1 - y) = sum qf - sum qf y: error <= eps * pred0, harmless in a ratio
+    # whose denominator holds pred0
+    return pred0 - rowdot(qf, y), pred0, rowdot(qf, q) if cfg.squared else None
 
 
 def _modulated(fr: Tensor | None, p: Tensor, y: Tensor, cfg: _Config) -> Tensor | None:
