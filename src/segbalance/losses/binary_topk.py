@@ -9,6 +9,8 @@ those ~K % of voxels (the gradient is one scatter into a zero tensor).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -85,10 +87,10 @@ class _SelectedBCE(torch.autograd.Function):
         return scatter_binary_grad(r, idx, ctx.logits_shape), None, None, None, None
 
 
-def select_rows(scores: Tensor, counts: list[int]) -> list[Tensor]:
-    """Flat ``(B*N)`` indices of the ``counts[b]`` largest scores of each row of ``(B, N)``."""
-    n = scores.shape[1]
-    return [top_k_indices(scores[b], c).add_(b * n) for b, c in enumerate(counts)]
+def select_rows(row_scores: Callable[[int], Tensor], counts: list[int], n: int) -> list[Tensor]:
+    """Flat ``(B*N)`` indices of the ``counts[b]`` largest scores of each row ``b``
+    (``row_scores(b)``: the ``(N,)`` scores of sample b)."""
+    return [top_k_indices(row_scores(b), c).add_(b * n) for b, c in enumerate(counts)]
 
 
 def segment_sums(values: Tensor, sizes: list[int]) -> Tensor:
@@ -115,7 +117,7 @@ def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> T
             if inputs.valid is not None:
                 scores = scores.masked_fill(~inputs.valid.reshape(batch, -1), float("-inf"))
         if per_sample:
-            rows = select_rows(scores, counts)
+            rows = select_rows(scores.__getitem__, counts, scores.shape[1])
         else:
             rows = [top_k_indices(scores.reshape(-1), counts[0])]
         idx = rows[0] if len(rows) == 1 else torch.cat(rows)

@@ -82,7 +82,7 @@ class TopKDiceLoss(SegLoss):
                 n_rows = inputs.valid.reshape(batch, -1).sum(1).tolist()
             counts = [top_k_count(self.k, n) if n else 0 for n in n_rows]
             with torch.no_grad():
-                rows = select_rows(inputs.binary_v, counts)
+                rows = select_rows(inputs.binary_v_row, counts, inputs.target[0].numel())
             inputs.__dict__[key] = rows
         return rows
 

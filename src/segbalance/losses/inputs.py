@@ -167,11 +167,21 @@ class LossInputs:
 
         The voxel BCE is ``softplus(v)``, increasing in v: top-K selection ranks v.
         """
+        return self._binary_v(slice(None))
+
+    def binary_v_row(self, b: int) -> Tensor:
+        """``binary_v[b]`` ``(N,)``: the cached tensor's row, else computed for this sample
+        alone (a per-sample selection then never holds the whole batch's ``v``)."""
+        if "binary_v" in self.__dict__:
+            return self.binary_v[b]
+        return self._binary_v(slice(b, b + 1))[0]
+
+    def _binary_v(self, rows: slice) -> Tensor:
         with torch.no_grad():
-            d = binary_logit(self.logits.detach())
-            v = torch.addcmul(d, d, self.binary_y, value=-2.0)
+            d = binary_logit(self.logits.detach()[rows])
+            v = torch.addcmul(d, d, self.binary_y[rows], value=-2.0)
             if self.valid is not None:
-                v.masked_fill_(~self.valid.reshape(v.shape), float("-inf"))
+                v.masked_fill_(~self.valid[rows].reshape(v.shape), float("-inf"))
             return v
 
     @cached_property
