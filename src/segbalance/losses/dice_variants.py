@@ -63,12 +63,6 @@ class TopKDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
-    def binary_request(self, inputs: LossInputs) -> None:
-        """C <= 2: no core sums (the Dice runs on the selected voxels only), but select now,
-        so that a compound's ``ce`` term reuses the ``v`` tensor the selection ranks."""
-        self._binary_rows(inputs)
-        return None
-
     def _binary_rows(self, inputs: LossInputs) -> list[Tensor]:
         """Per-sample flat indices of the selection (shared and per-class are the same set
         for C <= 2: the two channels' BCEs are equal), cached on the inputs."""

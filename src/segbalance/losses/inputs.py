@@ -105,14 +105,12 @@ class LossInputs:
         lo_t, hi_t = torch.aminmax(checked)  # one pass instead of min() and max()
         if not (float(lo_t) < 0 or float(hi_t) > upper):
             return
-        lo_t, hi_t = torch.aminmax(target)  # exact values for the message
-        lo, hi = int(lo_t), int(hi_t)
-        if lo < 0 or hi > upper:
-            allowed = "{0, 1} (binary, C=1)" if self.n_classes == 1 else f"[0, {self.n_classes})"
-            extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
-            raise ValueError(
-                f"target: expected labels in {allowed}{extra} but got values in [{lo}, {hi}]"
-            )
+        lo, hi = (int(v) for v in torch.aminmax(target))  # exact values for the message
+        allowed = "{0, 1} (binary, C=1)" if self.n_classes == 1 else f"[0, {self.n_classes})"
+        extra = "" if ignore_index is None else f" or ignore_index={ignore_index}"
+        raise ValueError(
+            f"target: expected labels in {allowed}{extra} but got values in [{lo}, {hi}]"
+        )
 
     def _voxel_weight(self, weight: Tensor | None, batch_spatial: tuple[int, ...]) -> Tensor | None:
         if weight is None:
