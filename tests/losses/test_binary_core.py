@@ -112,19 +112,3 @@ def test_all_foreground_confident_sample_keeps_its_tiny_background_exact(c) -> N
     reference = ref.dice if name == "dice" else ref.generalized_dice
     # float32 to a few epsilons (the losses are 1 - ratio: absolute error ~1e-7)
     assert got == pytest.approx(reference(z, t, **opts), rel=1e-5, abs=3e-7)
-
-
-def test_per_sample_topk_dice_selects_per_row_without_the_batch_v() -> None:
-    # the per-row scores equal the batch tensor's rows (ignored voxels -inf), and the
-    # selection never needs the cached (B, N) tensor
-    from segbalance.losses.inputs import LossInputs
-
-    z, t = random_case(991, n_classes=2, spatial=(6, 5, 4), fg=0.3, ignore_index=255)
-    inputs = LossInputs(tt(z), tl(t), ignore_index=255)
-    rows = [inputs.binary_v_row(b) for b in range(z.shape[0])]
-    assert "binary_v" not in inputs.__dict__
-    d = (z[:, 1] - z[:, 0]).reshape(z.shape[0], -1)
-    y = (t == 1).reshape(z.shape[0], -1)
-    expected = np.where(t.reshape(z.shape[0], -1) == 255, -np.inf, d * (1 - 2 * y))
-    np.testing.assert_array_equal(torch.stack(rows).numpy(), expected)
-    np.testing.assert_array_equal(inputs.binary_v.numpy(), expected)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from segbalance.losses.topk import top_k_indices, top_k_mask, top_k_row_mask
+from segbalance.losses.topk import sample_stride, top_k_indices, top_k_mask, top_k_row_mask
 
 
 def _argsort_mask(values: np.ndarray, k: int) -> np.ndarray:
@@ -68,7 +70,7 @@ def test_a_misleading_sample_falls_back_to_the_exact_answer(sampled: str) -> Non
     rng = np.random.default_rng(11)
     values = rng.random(n).astype(np.float32) + 10.0
     at_sample = np.zeros(n, dtype=bool)
-    at_sample[:: n // (1 << 14)] = True
+    at_sample[:: sample_stride(n)] = True
     values[at_sample] = rng.random(int(at_sample.sum())).astype(np.float32) + (
         0.0 if sampled == "small" else 20.0
     )
@@ -85,3 +87,18 @@ def test_half_precision_rows_select_exactly(dtype: torch.dtype) -> None:
     k = 30_000
     idx = top_k_indices(values, k).numpy()
     np.testing.assert_array_equal(idx, np.flatnonzero(_argsort_mask(values.double().numpy(), k)))
+
+
+def test_the_sample_stride_is_prime_and_does_not_follow_an_image_axis() -> None:
+    for n in (70_000, 1 << 18, 1 << 21, 3 * 96**3):
+        s = sample_stride(n)
+        assert s is not None and s <= n // (1 << 14)
+        assert all(s % f for f in range(2, math.isqrt(s) + 1)), s
+    assert sample_stride(60_000) is None  # short rows are selected directly
+    # a 128^3 volume whose first plane along the last axis differs: a stride of 128 (the
+    # row length over the sample size) would sample that plane alone
+    vol = np.random.default_rng(3).random((128, 128, 128))
+    vol[..., 0] = -40.0
+    sample = vol.ravel()[:: sample_stride(vol.size)]
+    assert sample.size >= 1 << 14
+    assert np.mean(sample == -40.0) < 2 / 128

@@ -39,6 +39,8 @@ class BinaryRequest:
         squared: also ``sum fr p^2``.
         both: background channel too (K = 2).
         region_mask: extra ``(B, N)`` factor of the region sums, or None.
+        region_counts: top-k region: per sample, the number of voxels with the largest
+            ``v = d (1 - 2y)`` (the largest CE) that the region sums cover, or None (all).
         modulate: pm_dice gamma: the region factor is multiplied by ``|y - sg(p)|^gamma``.
     """
 
@@ -50,6 +52,7 @@ class BinaryRequest:
     squared: bool = False
     both: bool = False
     region_mask: Tensor | None = None
+    region_counts: tuple[int, ...] | None = None
     modulate: float | None = None
 
     def covers(self, other: BinaryRequest) -> bool:
@@ -68,6 +71,7 @@ class BinaryRequest:
                 and (self.squared or not other.squared)
                 and (self.both or not other.both)
                 and self.region_mask is other.region_mask
+                and self.region_counts == other.region_counts
                 and self.modulate == other.modulate
             )
         )
@@ -87,7 +91,11 @@ class BinaryRequest:
         if (
             self.region
             and other.region
-            and (self.region_mask is not other.region_mask or self.modulate != other.modulate)
+            and (
+                self.region_mask is not other.region_mask
+                or self.region_counts != other.region_counts
+                or self.modulate != other.modulate
+            )
         ):
             return None
         ce_src = self if self.ce else other
@@ -101,5 +109,6 @@ class BinaryRequest:
             squared=self.squared or other.squared,
             both=self.both or other.both,
             region_mask=reg_src.region_mask,
+            region_counts=reg_src.region_counts,
             modulate=reg_src.modulate,
         )

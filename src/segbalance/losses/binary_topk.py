@@ -1,10 +1,10 @@
-"""Top-K CE and top-K Dice for C <= 2 on the selected voxels only (METHODS §1.7, §4).
+"""Top-K CE for C <= 2 on the selected voxels only (METHODS §1.7); top-K Dice selects
+inside the core's block pass (:mod:`segbalance.losses.binary_select`).
 
 The voxel BCE is ``softplus(v)`` with ``v = d (1 - 2y)`` and softplus is increasing, so the
 k largest CEs are the k largest ``v`` (a valid tie rule; no softplus over the volume).
-Once the indices are chosen (exact, :mod:`segbalance.losses.topk`), the logits of the
-selected voxels are gathered with autograd, and the loss and its backward touch only
-those ~K % of voxels (the gradient is one scatter into a zero tensor).
+Once the indices are chosen (exact, :mod:`segbalance.losses.topk`), the loss and its
+backward touch only those ~K % of voxels (the gradient is one scatter into a zero tensor).
 """
 
 from __future__ import annotations
@@ -31,36 +31,6 @@ def scatter_binary_grad(r: Tensor, flat_idx: Tensor, shape: torch.Size) -> Tenso
         out[first + n] = r
         out[first] = r.neg()
     return out.view(shape)
-
-
-class _GatherBinaryLogit(torch.autograd.Function):
-    """``d`` at distinct flat indices; the backward is one plain scatter (autograd's
-    advanced-indexing backward accumulates serially into a zero tensor)."""
-
-    @staticmethod
-    def forward(ctx, logits, flat_idx):  # type: ignore[override]
-        ctx.save_for_backward(flat_idx)
-        ctx.logits_shape = logits.shape
-        if int(logits.shape[1]) == 1:
-            return logits.reshape(-1)[flat_idx]
-        n = logits[0, 0].numel()
-        # one gather of both channels of every selected voxel
-        pairs = logits.reshape(logits.shape[0], 2, n)[
-            torch.div(flat_idx, n, rounding_mode="floor"), :, torch.remainder(flat_idx, n)
-        ]
-        return pairs[:, 1] - pairs[:, 0]
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (flat_idx,) = ctx.saved_tensors
-        return scatter_binary_grad(grad, flat_idx, ctx.logits_shape), None
-
-
-def gather_binary_logit(logits: Tensor, flat_idx: Tensor) -> Tensor:
-    """The binary logit ``d`` (``z`` or ``z_1 - z_0``) at distinct flat voxel indices of
-    ``(B, N)``. Differentiable: the backward scatters into a zero tensor of the logits' shape.
-    """
-    return _GatherBinaryLogit.apply(logits, flat_idx)
 
 
 class _SelectedBCE(torch.autograd.Function):
@@ -131,32 +101,3 @@ def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> T
     kept = [b for b, c in enumerate(counts) if c]
     k = torch.tensor([counts[b] for b in kept], dtype=ell.dtype, device=ell.device)
     return (sums[kept] / k).mean()
-
-
-def topk_dice_binary(
-    inputs: LossInputs,
-    rows: list[Tensor],
-    *,
-    both: bool,
-    smooth_nr: float,
-    smooth_dr: float,
-    batch: bool,
-) -> Tensor:
-    """Squared Dice on the selected voxels of each sample (``both``: background channel too)."""
-    idx = torch.cat(rows)
-    d = gather_binary_logit(inputs.logits, idx)
-    y = inputs.binary_y.reshape(-1)[idx]
-    sizes = [r.numel() for r in rows]
-    p = torch.sigmoid(d)
-    # per voxel: p y and p^2 + y^2 (y^2 = y), foreground channel last
-    terms = [p * y, torch.addcmul(y, p, p)]
-    if both:
-        q = torch.sigmoid(-d)  # exact background probability (not 1 - p)
-        ybar = 1.0 - y
-        terms = [q * ybar, torch.addcmul(ybar, q, q), *terms]
-    sums = segment_sums(torch.stack(terms), sizes)  # (2K, B)
-    intersection, denominator = sums[0::2].T, sums[1::2].T  # (B, K)
-    if batch:
-        intersection, denominator = intersection.sum(0), denominator.sum(0)
-    dice = (2 * intersection + smooth_nr) / (denominator + smooth_dr)
-    return 1 - dice.mean()

@@ -342,13 +342,8 @@ class TopKCELoss(SegLoss):
 
     def _binary(self, inputs: LossInputs) -> Tensor:
         """C <= 2: exact selection, then the CE of the selected voxels only."""
-        batch = inputs.target.shape[0]
         if self.per_sample:
-            if inputs.valid is None:
-                rows = [inputs.target[0].numel()] * batch
-            else:
-                rows = inputs.valid.reshape(batch, -1).sum(1).tolist()
-            counts = [top_k_count(self.k, n) if n else 0 for n in rows]
+            counts = [top_k_count(self.k, n) if n else 0 for n in inputs.row_valid_counts]
         else:
             n_valid = int(inputs.n_valid.item())
             counts = [top_k_count(self.k, n_valid) if n_valid else 0]

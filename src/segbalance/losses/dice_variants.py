@@ -10,7 +10,6 @@ from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
 from segbalance.losses.binary_request import BinaryRequest
-from segbalance.losses.binary_topk import select_rows, topk_dice_binary
 from segbalance.losses.crossentropy import checked_percent, top_k_count
 from segbalance.losses.dice import channels, weighted_sum
 from segbalance.losses.inputs import LossInputs
@@ -63,33 +62,22 @@ class TopKDiceLoss(SegLoss):
         self.smooth_nr, self.smooth_dr = float(smooth_nr), float(smooth_dr)
         self.batch = bool(batch)
 
-    def _binary_rows(self, inputs: LossInputs) -> list[Tensor]:
-        """Per-sample flat indices of the selection (shared and per-class are the same set
-        for C <= 2: the two channels' BCEs are equal), cached on the inputs."""
-        key = f"_topk_dice_rows_{self.k!r}"
-        rows = inputs.__dict__.get(key)
-        if rows is None:
-            batch = inputs.target.shape[0]
-            if inputs.valid is None:
-                n_rows = [inputs.target[0].numel()] * batch
-            else:
-                n_rows = inputs.valid.reshape(batch, -1).sum(1).tolist()
-            counts = [top_k_count(self.k, n) if n else 0 for n in n_rows]
-            with torch.no_grad():
-                rows = select_rows(inputs.binary_v_row, counts, inputs.target[0].numel())
-            inputs.__dict__[key] = rows
-        return rows
+    def binary_request(self, inputs: LossInputs) -> BinaryRequest:
+        """C <= 2: the squared overlap sums over the per-sample top-k region, computed in
+        the core's block pass (shared and per-class selections are the same set there:
+        the two channels' BCEs are equal)."""
+        counts = tuple(top_k_count(self.k, n) if n else 0 for n in inputs.row_valid_counts)
+        both = inputs.n_classes == 2 and self.include_background
+        return BinaryRequest(region=True, squared=True, both=both, region_counts=counts)
 
     def compute(self, inputs: LossInputs) -> Tensor:
         if inputs.fast_binary:
-            return topk_dice_binary(
-                inputs,
-                self._binary_rows(inputs),
-                both=inputs.n_classes == 2 and self.include_background,
-                smooth_nr=self.smooth_nr,
-                smooth_dr=self.smooth_dr,
-                batch=self.batch,
-            )
+            s = inputs.binary_sums(self.binary_request(inputs))
+            inter, den = s.inter, s.pred_sq + s.ground  # y^2 = y
+            if self.batch:
+                inter, den = inter.sum(0), den.sum(0)
+            dice = (2 * inter + self.smooth_nr) / (den + self.smooth_dr)
+            return 1 - dice.mean()
         p, y = channels(inputs, self.include_background)
         batch = p.shape[0]
         valid = None if inputs.valid is None else inputs.valid.reshape(batch, -1)

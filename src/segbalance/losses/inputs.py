@@ -167,13 +167,6 @@ class LossInputs:
         """
         return self._binary_v(slice(None))
 
-    def binary_v_row(self, b: int) -> Tensor:
-        """``binary_v[b]`` ``(N,)``: the cached tensor's row, else computed for this sample
-        alone (a per-sample selection then never holds the whole batch's ``v``)."""
-        if "binary_v" in self.__dict__:
-            return self.binary_v[b]
-        return self._binary_v(slice(b, b + 1))[0]
-
     def _binary_v(self, rows: slice) -> Tensor:
         with torch.no_grad():
             d = binary_logit(self.logits.detach()[rows])
@@ -201,7 +194,10 @@ class LossInputs:
                         inter=cols[0], pred=cols[1], pred_sq=cols[2], ground=cols[3]
                     )
                 return sums
-        sums = binary_sums(self.logits, self.binary_y, request, factor=self.flat_factor)
+        valid = None if self.valid is None else self.valid.reshape(self.valid.shape[0], -1)
+        sums = binary_sums(
+            self.logits, self.binary_y, request, factor=self.flat_factor, valid=valid
+        )
         cache.append((request, sums))
         return sums
 
@@ -225,6 +221,14 @@ class LossInputs:
         if self.valid is None:
             return torch.tensor(float(self.target.numel()), dtype=self.dtype, device=self.device)
         return self.valid.sum().to(self.dtype)
+
+    @cached_property
+    def row_valid_counts(self) -> list[int]:
+        """Number of non-ignored voxels of each sample."""
+        batch = int(self.target.shape[0])
+        if self.valid is None:
+            return [self.target[0].numel()] * batch
+        return self.valid.reshape(batch, -1).sum(1).tolist()
 
     @property
     def device(self) -> torch.device:

@@ -1,0 +1,166 @@
+"""The top-k region of the fused binary core (top-K Dice, METHODS §4), selected while the
+core's blocks are in cache: no separate pass over the volume, no index list of the whole
+selection.
+
+Per row b the region is the ``k_b`` voxels with the largest ``v = d (1 - 2y)`` (the voxel
+BCE is increasing in v; ties keep the lowest index, as :func:`top_k_indices`). A strided
+sample of the row brackets the k-th value between ``lo`` and ``hi``
+(:mod:`segbalance.losses.topk`). In the core's block pass:
+
+- the voxels with ``v > hi`` are all chosen. They form a bool mask, the *dense part*,
+  which enters the block's sums and gradient like any region factor;
+- the voxels in ``[lo, hi]`` (a few % of the row) are collected with their values.
+
+After the pass the band's exact top ``k_b - #dense`` voxels are the *sparse part*,
+gathered for their sums and scattered back in the backward. A row whose sample misjudged
+(more than ``k_b`` values above ``hi``, or too few in the band) clears its dense part and
+takes the exact selection of the whole row as its sparse part: the result is exact always.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from segbalance.losses.topk import bracket_from_sample, sample_stride, top_k_indices
+from segbalance.losses.workspace import scratch
+
+_SAMPLE = 1 << 16  # voxels in the bracketing sample of a row
+NUMPY_ON_CPU = True  # the CPU block selection in numpy (False: the torch code of other devices)
+# a row that selects nothing: every comparison with NaN is False
+_NOTHING = (math.nan, math.nan)
+
+
+class TopRegion:
+    """The top-k selection of one core call over ``(B, N)`` rows.
+
+    Attributes:
+        mask: bool ``(B, N)``, the dense part (filled block by block by :meth:`select_block`).
+        flat: long ``(M,)`` flat ``(B * N)`` indices of the sparse part, ascending;
+        rows, v, y: the row, ``v`` and label of each (all set by :meth:`finish`).
+        fallback: rows whose dense part was cleared (exact selection in the sparse part).
+    """
+
+    def __init__(
+        self,
+        counts: Sequence[int],
+        samples: Sequence[Tensor | None],
+        n: int,
+        valid: Tensor | None,
+        device: torch.device,
+    ) -> None:
+        self.counts, self.n, self.valid = list(counts), n, valid
+        self.mask = torch.empty((len(self.counts), n), dtype=torch.bool, device=device)
+        bounds = [self._bounds(k, s) for k, s in zip(self.counts, samples, strict=True)]
+        self._lo = np.array([[b[0]] for b in bounds])
+        self._hi = np.array([[b[1]] for b in bounds])
+        self._dense = np.zeros(len(self.counts), dtype=np.int64)
+        self._band: list[tuple[Tensor, Tensor, Tensor]] = []  # (flat index, v, y) per block
+        self.flat = self.rows = torch.zeros(0, dtype=torch.long, device=device)
+        self.fallback: list[int] = []
+
+    @staticmethod
+    def stride(n: int) -> int | None:
+        """Stride of the strided sample of a row of n voxels (None: no sample needed). The
+        sample is 4x that of :func:`top_k_indices`: the band, whose indices every block
+        extracts, is half as wide."""
+        return sample_stride(n, _SAMPLE)
+
+    def _bounds(self, k: int, sample: Tensor | None) -> tuple[float, float]:
+        if k == 0:
+            return _NOTHING
+        if sample is None:  # a short row: the band is the whole row
+            return -math.inf, math.inf
+        lo, hi = bracket_from_sample(sample, self.n, k)
+        return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
+
+    def select_block(self, v: Tensor, y: Tensor, rows: slice, cols: slice) -> Tensor:
+        """The dense part of one block as a 0/1 factor ``(b, w)`` of ``v``'s dtype (a scratch
+        buffer), recording the block's band. ``v``: the block's detached ``d (1 - 2y)``."""
+        mask = self.mask[rows, cols]
+        valid = None if self.valid is None else self.valid[rows, cols]
+        # the bounds are sample values, exact in v's dtype (a float64 array would upcast v)
+        dtype = np.float32 if v.dtype == torch.float32 else np.float64
+        lo, hi = self._lo[rows].astype(dtype), self._hi[rows].astype(dtype)
+        if v.device.type == "cpu" and NUMPY_ON_CPU:
+            # numpy's comparisons into bool are ~5x faster than torch's on CPU
+            vn, mn = v.numpy(), mask.numpy()
+            ge = scratch("band", v, torch.bool).numpy()
+            np.greater(vn, hi, out=mn)
+            np.greater_equal(vn, lo, out=ge)
+            if valid is not None:
+                vm = valid.numpy()
+                mn &= vm
+                ge &= vm
+            band = np.flatnonzero(np.not_equal(ge, mn, out=ge))  # [lo, hi]: ge less the mask
+            local = torch.from_numpy(band)
+            values = torch.from_numpy(vn.reshape(-1)[band])
+            labels = torch.from_numpy(y.numpy().reshape(-1)[band])
+            factor = scratch("factor", v).copy_(torch.from_numpy(mn.view(np.uint8)))
+        else:
+            lo_t, hi_t = (torch.as_tensor(x, device=v.device) for x in (lo, hi))
+            torch.gt(v, hi_t, out=mask)
+            ge = v >= lo_t
+            if valid is not None:
+                mask &= valid
+                ge &= valid
+            local = torch.nonzero((ge ^ mask).reshape(-1)).squeeze(1)
+            values, labels = v.reshape(-1)[local], y.reshape(-1)[local]
+            factor = mask.to(v.dtype)
+        self._dense[rows] += factor.sum(1).to(torch.long).cpu().numpy()
+        # flat (B * N) index of each band voxel; blocks run in flat order, so they ascend
+        start = (rows.start or 0) * self.n + (cols.start or 0)
+        if v.shape[0] > 1:  # a block of whole rows
+            width = v.shape[1]
+            local = local + torch.div(local, width, rounding_mode="floor") * (self.n - width)
+        self._band.append((local.add(start), values, labels))
+        return factor
+
+    def block_factor(self, rows: slice, cols: slice, dtype: torch.dtype) -> Tensor:
+        """The dense part of one block as a 0/1 factor (the backward's region factor)."""
+        mask = self.mask[rows, cols]
+        if mask.device.type == "cpu":
+            u8 = torch.from_numpy(mask.numpy().view(np.uint8))
+            return scratch("factor", u8, dtype).copy_(u8)
+        return mask.to(dtype)
+
+    def finish(self, row_v: Callable[[int], Tensor], y: Tensor) -> None:
+        """Choose the sparse part of every row; ``row_v(b)``: the detached ``(N,)`` v of row b
+        with ``-inf`` at ignored voxels (only called for a row whose sample misjudged);
+        ``y``: the ``(B, N)`` labels."""
+        idx, val, lab = (torch.cat(parts) for parts in zip(*self._band, strict=True))
+        self._band = []
+        starts = torch.searchsorted(
+            idx, torch.arange(len(self.counts) + 1, device=idx.device) * self.n
+        ).tolist()
+        chosen, values, labels = [], [], []
+        for b, k in enumerate(self.counts):
+            need = k - int(self._dense[b])
+            lo, hi = starts[b], starts[b + 1]
+            if 0 <= need <= hi - lo:
+                pick = top_k_indices(val[lo:hi], need, bracket=False).add_(lo)
+                chosen.append(idx[pick])
+                values.append(val[pick])
+                labels.append(lab[pick])
+                continue
+            # the sample misjudged this row: the exact selection of the whole row, sparse
+            self.fallback.append(b)
+            self.mask[b] = False
+            v = row_v(b)
+            pick = top_k_indices(v, k)
+            chosen.append(pick + b * self.n)
+            values.append(v[pick])
+            labels.append(y[b][pick])
+        self.flat = torch.cat(chosen)
+        self.rows = torch.div(self.flat, self.n, rounding_mode="floor")
+        self.v, self.y = torch.cat(values), torch.cat(labels)
+        self._sizes = [c.numel() for c in chosen]
+
+    def row_sums(self, values: Tensor) -> Tensor:
+        """Per-row sums ``(B, T)`` of per-voxel values ``(T, M)`` of the sparse part."""
+        parts = torch.split(values, self._sizes, dim=1)
+        return torch.stack([part.sum(1) for part in parts])
