@@ -145,8 +145,9 @@ def test_massive_ties_keep_the_lowest_indices(c, small_sample_and_blocks) -> Non
     _check(z, t, name="ce+topk_dice", seen=small_sample_and_blocks)
 
 
-def test_second_backward_and_float32_agree(small_sample_and_blocks) -> None:
-    z, t = random_case(85, n_classes=1, spatial=SPATIAL, fg=0.2)
+@pytest.mark.parametrize("c", [1, 2])
+def test_second_backward_and_float32_agree(c, small_sample_and_blocks) -> None:
+    z, t = random_case(85, n_classes=c, spatial=SPATIAL, fg=0.2)
     loss = build_loss("ce+topk_dice")
     x = tt(z, torch.float32).requires_grad_(True)
     out = loss(x, tl(t))
