@@ -87,7 +87,7 @@ def test_background_sums_from_the_foreground_equal_the_direct_ones(shift, square
     d = torch.randn(2, 5000, generator=gen, dtype=torch.float64) * 2 + shift
     y = (torch.rand(2, 5000, generator=gen) < 0.05).double()
     fr = torch.rand(2, 5000, generator=gen, dtype=torch.float64) if weighted else None
-    cfg = binary._Config(False, 0.0, True, squared, True, None)
+    cfg = binary.CoreConfig(False, 0.0, True, squared, True, None)
     derived = binary._block_sums(d, y, None, fr, None, cfg, torch.empty_like(d), None)
     q = torch.sigmoid(-d)
     f = torch.ones_like(d) if fr is None else fr

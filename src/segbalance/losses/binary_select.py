@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from segbalance.losses.binary_block import CoreConfig, block_logit, region_grad
 from segbalance.losses.topk import bracket_from_sample, sample_stride, top_k_indices
 from segbalance.losses.workspace import scratch
 
@@ -164,3 +165,87 @@ class TopRegion:
         """Per-row sums ``(B, T)`` of per-voxel values ``(T, M)`` of the sparse part."""
         parts = torch.split(values, self._sizes, dim=1)
         return torch.stack([part.sum(1) for part in parts])
+
+
+def _row_v(z: Tensor, y: Tensor, valid: Tensor | None, b: int, cols: slice = slice(None)) -> Tensor:
+    """The detached ``v = d (1 - 2y)`` of row b (columns ``cols``), ``-inf`` where ignored."""
+    d = block_logit(z, slice(b, b + 1), cols)[0]
+    v = torch.addcmul(d, d, y[b, cols], value=-2.0)
+    return v if valid is None else v.masked_fill_(~valid[b, cols], -math.inf)
+
+
+def top_region(z: Tensor, y: Tensor, valid: Tensor | None, counts: tuple[int, ...]) -> TopRegion:
+    """The top-k region's bounds from a strided sample of every row (the block pass fills it)."""
+    stride = TopRegion.stride(z.shape[2])
+    samples = [
+        None if stride is None else _row_v(z, y, valid, b, slice(None, None, stride))
+        for b in range(z.shape[0])
+    ]
+    return TopRegion(counts, samples, z.shape[2], valid, z.device)
+
+
+def _logit_index(top: TopRegion, n_classes: int, channel: int) -> Tensor:
+    """Flat indices into the contiguous ``(B, C, N)`` logits of the sparse part's voxels."""
+    return torch.add(top.flat, top.rows, alpha=(n_classes - 1) * top.n).add_(channel * top.n)
+
+
+def _take(x: Tensor, flat: Tensor) -> Tensor:
+    return torch.index_select(x.reshape(-1), 0, flat)
+
+
+def _sparse_inputs(top: TopRegion, fr: Tensor | None) -> tuple:
+    """``d``, ``y`` and the region factor at the voxels of the sparse part, ``(M,)`` each
+    (``d = v (1 - 2y)`` exactly for 0/1 labels: no gather from the logits)."""
+    d = torch.addcmul(top.v, top.v, top.y, value=-2.0)
+    return d, top.y, None if fr is None else _take(fr, top.flat)
+
+
+def add_sparse_sums(totals: list, top: TopRegion, z, y, fr, valid, cfg: CoreConfig) -> list:
+    """Complete the dense part's region sums with the sparse part (after choosing it)."""
+    top.finish(lambda b: _row_v(z, y, valid, b), y)
+    totals = list(totals)
+    if top.fallback:  # those rows' dense part was cleared: so are its sums
+        rows = torch.tensor(top.fallback, device=z.device)
+        totals[2:] = [None if x is None else x.index_fill(0, rows, 0.0) for x in totals[2:]]
+    d, y_s, f = _sparse_inputs(top, fr)
+    p = torch.sigmoid(d)
+    pf = p if f is None else p * f
+    f1 = torch.ones_like(p) if f is None else f
+    # per voxel, foreground: inter, pred, pred_sq, ground; then the total of the factor
+    terms = [pf * y_s, pf, pf * p, f1 * y_s, f1]
+    if cfg.both:
+        q = torch.sigmoid(torch.neg(d))  # exact, not 1 - p
+        qf = q if f is None else q * f
+        ybar = 1.0 - y_s
+        terms += [qf * ybar, qf, qf * q, f1 * ybar]
+    sums = top.row_sums(torch.stack(terms))  # (B, T)
+    per_slot = [sums[:, [5 + j, j]] if cfg.both else sums[:, j : j + 1] for j in range(4)]
+    for slot, extra in zip((2, 3, 4, 5), per_slot, strict=True):
+        if totals[slot] is not None:
+            totals[slot] = totals[slot] + extra
+    totals[6] = totals[6] + sums[:, 4:5]
+    return totals
+
+
+def add_sparse_grad(out: Tensor, top: TopRegion, z, y, fr, grads: tuple, cfg: CoreConfig) -> None:
+    """Add the region gradient of the sparse part's voxels to ``out`` ``(B, C, N)``."""
+    if top.rows.numel() == 0:
+        return
+    d, y_s, f = _sparse_inputs(top, fr)
+    p = torch.sigmoid(d).unsqueeze(1)
+    f = None if f is None else f.unsqueeze(1)
+    g = [None if x is None else x[top.rows] for x in grads]
+    r = region_grad(p, y_s.unsqueeze(1), f, *g, cfg, out=None)[:, 0]
+    n_classes, flat_out = out.shape[1], out.view(-1)  # out is contiguous
+    index = _logit_index(top, n_classes, n_classes - 1)
+    _scatter_add(flat_out, index, r)
+    if n_classes == 2:
+        _scatter_add(flat_out, index - top.n, r.neg())  # channel 0 sits n voxels earlier
+
+
+def _scatter_add(flat: Tensor, index: Tensor, values: Tensor) -> None:
+    """``flat[index] += values`` at distinct indices (numpy's ``add.at`` on CPU: ~2x faster)."""
+    if flat.device.type == "cpu":
+        np.add.at(flat.numpy(), index.numpy(), values.contiguous().numpy())
+    else:
+        flat.index_add_(0, index, values)
