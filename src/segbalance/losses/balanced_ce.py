@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from segbalance.losses.base import SegLoss, spec_defaults
-from segbalance.losses.binary import rowsum
+from segbalance.losses.binary_block import rowsum
 from segbalance.losses.binary_request import BinaryRequest
 from segbalance.losses.dilation import ball_kernel, dilate
 from segbalance.losses.inputs import LossInputs

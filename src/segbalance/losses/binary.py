@@ -38,8 +38,6 @@ from segbalance.losses.binary_request import BinaryRequest, BinarySums
 from segbalance.losses.binary_select import TopRegion, add_sparse_grad, add_sparse_sums, top_region
 from segbalance.losses.workspace import scratch
 
-__all__ = ["BLOCK_VOXELS", "binary_logit", "binary_sums", "expand_binary_grad", "rowdot", "rowsum"]
-
 
 def binary_logit(logits: Tensor) -> Tensor:
     """The one logit ``(B, N)``: ``z`` for C = 1, ``z_1 - z_0`` for C = 2 (not differentiable)."""
@@ -94,8 +92,7 @@ def _block_sums(
     v = None
     if select is not None:
         v = torch.addcmul(d, d, y, value=-2.0, out=scratch("v", d))
-        chosen = select(v, y)
-        fr = chosen if fr is None else fr * chosen
+        fr = _times(fr, select(v, y))
     if cfg.ce:
         log_pt = ce_block(d, y, cfg.offset, grad_out, v)
         ce = -(rowsum(log_pt) if fc is None else rowdot(log_pt, fc))
@@ -236,8 +233,7 @@ class _BinaryCore(torch.autograd.Function):
                     p = ctx.probs[rows, cols]
                 fr_b = _modulated(fr_b, p, y_b, cfg)
                 if top is not None:
-                    chosen = top.block_factor(rows, cols, p.dtype)
-                    fr_b = chosen if fr_b is None else fr_b * chosen
+                    fr_b = _times(fr_b, top.block_factor(rows, cols, p.dtype))
                 grads = [_rows(g, rows) for g in (g_inter, g_pred, g_sq)]
                 region = region_grad(p, y_b, fr_b, *grads, cfg, out=None if use_ce else dest)
                 if isinstance(coef, float):
@@ -247,7 +243,7 @@ class _BinaryCore(torch.autograd.Function):
             if n_classes == 2:
                 torch.neg(dest, out=out[rows, 0, cols])
         if use_region and top is not None:
-            add_sparse_grad(out, top, z, y, fr, (g_inter, g_pred, g_sq), cfg)
+            add_sparse_grad(out, top, fr, (g_inter, g_pred, g_sq), cfg)
         return out.view(ctx.logits_shape), None, None, None, None, None, None
 
 

@@ -119,3 +119,15 @@ def region_grad(p, y, fr, g_inter, g_pred, g_sq, cfg: CoreConfig, out: Tensor | 
     if fr is not None:
         tmp.mul_(fr)
     return torch.ops.aten.sigmoid_backward.grad_input(tmp, p, grad_input=tmp)
+
+
+def segment_sums(values: Tensor, sizes: list[int]) -> Tensor:
+    """Sums of consecutive segments: ``(T, M)`` with ``sum(sizes) = M`` -> ``(T, len(sizes))``."""
+    if len(set(sizes)) == 1 and sizes[0] > 0:
+        return values.view(values.shape[0], len(sizes), -1).sum(-1)
+    rows = torch.repeat_interleave(
+        torch.arange(len(sizes), device=values.device),
+        torch.tensor(sizes, device=values.device),
+    )
+    out = values.new_zeros(values.shape[0], len(sizes))
+    return out.index_add(1, rows, values)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segbalance.losses.binary_block import CoreConfig, block_logit, region_grad
+from segbalance.losses.binary_block import CoreConfig, block_logit, region_grad, segment_sums
 from segbalance.losses.topk import bracket_from_sample, sample_stride, top_k_indices
 from segbalance.losses.workspace import scratch
 
@@ -42,7 +42,8 @@ class TopRegion:
     Attributes:
         mask: bool ``(B, N)``, the dense part (filled block by block by :meth:`select_block`).
         flat: long ``(M,)`` flat ``(B * N)`` indices of the sparse part, ascending;
-        rows, v, y: the row, ``v`` and label of each (all set by :meth:`finish`).
+        rows, v, y: the row, ``v`` and label of each; sizes: voxels per row (all set by
+            :meth:`finish`).
         fallback: rows whose dense part was cleared (exact selection in the sparse part).
     """
 
@@ -159,12 +160,7 @@ class TopRegion:
         self.flat = torch.cat(chosen)
         self.rows = torch.div(self.flat, self.n, rounding_mode="floor")
         self.v, self.y = torch.cat(values), torch.cat(labels)
-        self._sizes = [c.numel() for c in chosen]
-
-    def row_sums(self, values: Tensor) -> Tensor:
-        """Per-row sums ``(B, T)`` of per-voxel values ``(T, M)`` of the sparse part."""
-        parts = torch.split(values, self._sizes, dim=1)
-        return torch.stack([part.sum(1) for part in parts])
+        self.sizes = [c.numel() for c in chosen]
 
 
 def _row_v(z: Tensor, y: Tensor, valid: Tensor | None, b: int, cols: slice = slice(None)) -> Tensor:
@@ -185,7 +181,8 @@ def top_region(z: Tensor, y: Tensor, valid: Tensor | None, counts: tuple[int, ..
 
 
 def _logit_index(top: TopRegion, n_classes: int, channel: int) -> Tensor:
-    """Flat indices into the contiguous ``(B, C, N)`` logits of the sparse part's voxels."""
+    """Flat indices of the sparse part's voxels in channel ``channel`` of a contiguous
+    ``(B, C, N)`` tensor (the logits' gradient)."""
     return torch.add(top.flat, top.rows, alpha=(n_classes - 1) * top.n).add_(channel * top.n)
 
 
@@ -218,7 +215,7 @@ def add_sparse_sums(totals: list, top: TopRegion, z, y, fr, valid, cfg: CoreConf
         qf = q if f is None else q * f
         ybar = 1.0 - y_s
         terms += [qf * ybar, qf, qf * q, f1 * ybar]
-    sums = top.row_sums(torch.stack(terms))  # (B, T)
+    sums = segment_sums(torch.stack(terms), top.sizes).T  # (B, T)
     per_slot = [sums[:, [5 + j, j]] if cfg.both else sums[:, j : j + 1] for j in range(4)]
     for slot, extra in zip((2, 3, 4, 5), per_slot, strict=True):
         if totals[slot] is not None:
@@ -227,7 +224,7 @@ def add_sparse_sums(totals: list, top: TopRegion, z, y, fr, valid, cfg: CoreConf
     return totals
 
 
-def add_sparse_grad(out: Tensor, top: TopRegion, z, y, fr, grads: tuple, cfg: CoreConfig) -> None:
+def add_sparse_grad(out: Tensor, top: TopRegion, fr, grads: tuple, cfg: CoreConfig) -> None:
     """Add the region gradient of the sparse part's voxels to ``out`` ``(B, C, N)``."""
     if top.rows.numel() == 0:
         return

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segbalance.losses.binary_block import segment_sums
 from segbalance.losses.inputs import LossInputs
 from segbalance.losses.topk import top_k_indices
 
@@ -61,18 +62,6 @@ def select_rows(row_scores: Callable[[int], Tensor], counts: list[int], n: int) 
     """Flat ``(B*N)`` indices of the ``counts[b]`` largest scores of each row ``b``
     (``row_scores(b)``: the ``(N,)`` scores of sample b)."""
     return [top_k_indices(row_scores(b), c).add_(b * n) for b, c in enumerate(counts)]
-
-
-def segment_sums(values: Tensor, sizes: list[int]) -> Tensor:
-    """Sums of consecutive segments: ``(T, M)`` with ``sum(sizes) = M`` -> ``(T, len(sizes))``."""
-    if len(set(sizes)) == 1 and sizes[0] > 0:
-        return values.view(values.shape[0], len(sizes), -1).sum(-1)
-    rows = torch.repeat_interleave(
-        torch.arange(len(sizes), device=values.device),
-        torch.tensor(sizes, device=values.device),
-    )
-    out = values.new_zeros(values.shape[0], len(sizes))
-    return out.index_add(1, rows, values)
 
 
 def topk_ce_binary(inputs: LossInputs, counts: list[int], per_sample: bool) -> Tensor:

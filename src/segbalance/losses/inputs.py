@@ -165,14 +165,11 @@ class LossInputs:
 
         The voxel BCE is ``softplus(v)``, increasing in v: top-K selection ranks v.
         """
-        return self._binary_v(slice(None))
-
-    def _binary_v(self, rows: slice) -> Tensor:
         with torch.no_grad():
-            d = binary_logit(self.logits.detach()[rows])
-            v = torch.addcmul(d, d, self.binary_y[rows], value=-2.0)
+            d = binary_logit(self.logits.detach())
+            v = torch.addcmul(d, d, self.binary_y, value=-2.0)
             if self.valid is not None:
-                v.masked_fill_(~self.valid[rows].reshape(v.shape), float("-inf"))
+                v.masked_fill_(~self.valid.reshape(v.shape), float("-inf"))
             return v
 
     @cached_property
